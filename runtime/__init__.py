@@ -1,0 +1,1 @@
+"""The pahs runtime: drives the bidirectional PAHS loop over exported graphs on real video files."""

@@ -1,0 +1,35 @@
+"""Test tiers: default (CPU, fast), `slow` (--run-slow), `gpu` (needs CUDA), `trt` (needs TensorRT)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
+
+
+def _skip_reasons(config: pytest.Config) -> dict[str, str | None]:
+    return {
+        "slow": None if config.getoption("--run-slow") else "slow test: run with --run-slow",
+        "gpu": None if torch.cuda.is_available() else "needs a CUDA GPU: torch.cuda.is_available() is False",
+        "trt": None
+        if importlib.util.find_spec("tensorrt") is not None
+        else "needs TensorRT: the tensorrt package is not importable (pip install 'pahs[trt]' on a GPU machine)",
+    }
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reasons = _skip_reasons(config)
+    for item in items:
+        for marker, reason in reasons.items():
+            if reason and marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
