@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -53,6 +55,115 @@ def info(
     for role, flops in mi.flops.items():
         typer.echo(f"  {role:<30}{flops / 1e9:>14,.1f} GFLOP")
     typer.echo(f"  {'total':<30}{mi.total_flops / 1e9:>14,.1f} GFLOP  ({mi.total_flops / 1e12:.2f} TFLOP)")
+
+
+@app.command()
+def onnx(
+    checkpoint: Annotated[
+        Optional[Path], typer.Option("--checkpoint", "-c", help="Weights (.safetensors) to export.")
+    ] = None,
+    preset: PresetOpt = None,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Artifact folder to write (default PRESET-onnx-fp32).")
+    ] = None,
+    opset: Annotated[Optional[int], typer.Option("--opset", help="ONNX opset, 17 to 20 (default 17).")] = None,
+    random_init: Annotated[
+        bool, typer.Option("--random-init", help="Export random weights on purpose (no trained weights).")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for --random-init.")] = 0,
+    unidirectional: Annotated[
+        bool, typer.Option("--unidirectional", help="With --random-init: the online model (one step graph).")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Export single-step ONNX graphs (state as explicit inputs/outputs) and manifest.json into one folder."""
+    from .onnx_export import DEFAULT_OPSET, artifact_from_model
+    from .weights import resolve_model
+
+    model, source = resolve_model(
+        checkpoint, preset, random_init=random_init, seed=seed, bidirectional=False if unidirectional else None
+    )
+    out = output or Path(f"{model.preset.name}-onnx-fp32")
+    artifact_from_model(
+        model,
+        out,
+        source=source,
+        opset=opset or DEFAULT_OPSET,
+        include_checkpoint=source["kind"] == "random-init",
+        overwrite=overwrite,
+        progress=lambda msg: typer.echo(msg, err=True),
+    )
+    direction = "bidirectional" if model.bidirectional else "unidirectional"
+    typer.echo(f"wrote {out}/ ({model.preset.name}, {direction}, fp32, weights: {source['kind']})")
+
+
+@app.command()
+def verify(
+    artifact: Annotated[Path, typer.Argument(help="Artifact folder written by `pahs-export onnx`.")],
+    frames: Annotated[Optional[int], typer.Option("--frames", "-n", help="Frames per sequence (default 30).")] = None,
+    size: Annotated[
+        Optional[list[str]],
+        typer.Option("--size", help="Frame size WxH; repeat for several (default 128x80, 208x112)."),
+    ] = None,
+    checkpoint: Annotated[
+        Optional[Path],
+        typer.Option("--checkpoint", "-c", help="Reference weights (default: those it was exported from)."),
+    ] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the full report as JSON.")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Drive the graphs with ONNX Runtime (CPU) over a clip and compare every frame with PyTorch."""
+    from .artifact import read_artifact
+    from .checkpoint import load_model
+    from .errors import PahsError
+    from .samples import sample_clip
+    from .verify import TOLERANCES, VerifyReport, reference_evaluator_check, verify_backend
+    from .weights import reference_checkpoint
+
+    art = read_artifact(artifact)
+    art.check_hashes()
+    sizes = [parse_size(s) for s in size] if size else [(128, 80), (208, 112)]
+    multiple = art.manifest["size_multiple"]
+    for w, h in sizes:
+        if w % multiple or h % multiple:
+            raise PahsError(
+                f"expected sizes whose width and height are multiples of {multiple}, found {w}x{h}; "
+                f"try {max(multiple, w // multiple * multiple)}x{max(multiple, h // multiple * multiple)}"
+            )
+    n_frames = frames or 30
+    if n_frames < 1:
+        raise PahsError(f"expected --frames of at least 1, found {n_frames}")
+    ckpt = reference_checkpoint(art.path, art.manifest["checkpoint"], checkpoint)
+    model = load_model(ckpt, preset=art.preset, bidirectional=art.bidirectional)
+
+    from runtime.backends.ort_backend import OnnxRuntimeBackend
+
+    backend = OnnxRuntimeBackend(art)
+    tolerance = TOLERANCES[art.precision]
+    report = VerifyReport(backend.name, art.precision, tolerance)
+    report.reference_evaluator = reference_evaluator_check(art, model)
+    clips = [sample_clip(n_frames, w, h, seed=i) for i, (w, h) in enumerate(sizes)]
+    report.sequences = verify_backend(backend, model, clips, tolerance)
+
+    typer.echo(f"{art.path}: {art.preset}, {art.manifest['direction']}, {art.precision}; reference: {ckpt}")
+    for role, err in report.reference_evaluator.items():
+        typer.echo(f"onnx.reference {role:<9} one step at 32x32: max abs error {err:.2e}")
+    for seq in report.sequences:
+        typer.echo(f"\n{seq.width}x{seq.height}, {len(seq.frames)} frames ({backend.describe()} vs PyTorch):")
+        typer.echo(f"{'frame':>6}{'max abs':>12}{'PSNR dB':>10}")
+        for f in seq.frames:
+            typer.echo(f"{f.index:>6}{f.max_abs:>12.2e}{f.psnr:>10.2f}")
+        typer.echo(
+            f"worst max abs {seq.worst_max_abs:.2e}, worst PSNR {seq.worst_psnr:.2f} dB, "
+            f"drift (last/first third) {seq.drift:.2f}: {'ok' if seq.passed else 'FAIL'}"
+        )
+    if json_out:
+        json_out.write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n")
+    verdict = "PASS" if report.passed else "FAIL"
+    typer.echo(f"\n{verdict}: {art.precision} {backend.name} vs PyTorch, every frame, {tolerance.describe()}")
+    if not report.passed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -58,3 +58,67 @@ def test_debug_shows_traceback():
 def test_unfinished_verbs_say_so_and_fail():
     assert_one_line_error(run("pahs-export", "trt"), "not implemented yet", "issue #7")
     assert_one_line_error(run("pahs-run", "video.mp4"), "not implemented yet", "issue #5")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "art"
+    result = run("pahs-export", "onnx", "--random-init", "--seed", "1", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_onnx_then_verify_passes(exported):
+    assert (exported / "manifest.json").is_file()
+    result = run("pahs-export", "verify", str(exported), "--frames", "30", "--size", "64x48", "--size", "96x32")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASS: fp32 onnxruntime vs PyTorch" in result.stdout
+    assert "onnx.reference forward" in result.stdout and "64x48, 30 frames" in result.stdout
+
+
+def test_verify_fails_against_other_weights(exported, tmp_path):
+    """The check can fail: the same graphs against a differently seeded reference must not pass."""
+    import torch
+
+    from pahs_export import build_model, save_checkpoint
+
+    torch.manual_seed(99)
+    other = save_checkpoint(build_model("pahs-t"), tmp_path / "other.safetensors")
+    result = run("pahs-export", "verify", str(exported), "--frames", "3", "--size", "32x32", "--checkpoint", str(other))
+    assert result.returncode == 1 and "FAIL:" in result.stdout
+
+
+def test_verify_size_not_multiple_of_16(exported):
+    assert_one_line_error(run("pahs-export", "verify", str(exported), "--size", "100x64"), "multiples of 16", "96x64")
+
+
+def test_verify_not_an_artifact(tmp_path):
+    assert_one_line_error(run("pahs-export", "verify", str(tmp_path)), "expected manifest.json inside")
+
+
+def test_onnx_refuses_silent_random_weights(tmp_path):
+    assert_one_line_error(
+        run("pahs-export", "onnx", "--preset", "pahs", "-o", str(tmp_path / "x")),
+        "has no default weights",
+        "--random-init",
+    )
+    assert not (tmp_path / "x").exists()
+
+
+def test_onnx_errors(tmp_path):
+    from pahs_export import build_model, save_checkpoint
+
+    ckpt = save_checkpoint(build_model("pahs-t"), tmp_path / "t.safetensors")
+    assert_one_line_error(run("pahs-export", "onnx", "--preset", "huge", "--random-init"), "unknown preset 'huge'")
+    assert_one_line_error(
+        run("pahs-export", "onnx", "--checkpoint", str(ckpt), "--preset", "pahs-s", "-o", str(tmp_path / "o")),
+        "expected a checkpoint of preset 'pahs-s', found 'pahs-t'",
+    )
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    assert_one_line_error(
+        run("pahs-export", "onnx", "--checkpoint", str(ckpt), "-o", str(blocker / "art")), "cannot write the artifact"
+    )
+    assert_one_line_error(
+        run("pahs-export", "onnx", "--checkpoint", str(ckpt), "--random-init"), "either --checkpoint or --random-init"
+    )

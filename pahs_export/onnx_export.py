@@ -1,0 +1,187 @@
+"""Single-step ONNX export: one graph per role with the recurrent state as explicit inputs and outputs.
+
+We use the TorchScript-based exporter (``dynamo=False``) on purpose: it keeps every weight inside the
+.onnx file, names inputs/outputs and dynamic axes exactly as we ask, and records a parameter used by
+several nodes (the shared Ping-Pong block, applied 8 times) as one initializer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from torch import nn
+
+from .artifact import BIDIRECTIONAL_ROLES, FORMAT, MANIFEST, ROLES, UNIDIRECTIONAL_ROLES, read_artifact, tensor_shape
+from .checkpoint import file_sha256, save_checkpoint
+from .errors import PahsError
+from .model import PAHS
+
+MIN_OPSET = 17
+MAX_OPSET = 20
+DEFAULT_OPSET = 17
+# Traced at this size and batch; the graphs are dynamic in N/H/W and verified at other sizes.
+TRACE_N, TRACE_H, TRACE_W = 1, 64, 96
+INCLUDED_CHECKPOINT = "checkpoint.safetensors"
+
+
+class _RoleGraph(nn.Module):
+    """Wraps one step method of the model so that the exporter sees it as ``forward``."""
+
+    def __init__(self, model: PAHS, method: str) -> None:
+        super().__init__()
+        self.model = model
+        self.method = method
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...] | torch.Tensor:
+        return getattr(self.model, self.method)(*inputs)
+
+
+def roles_of(model: PAHS) -> tuple[str, ...]:
+    return BIDIRECTIONAL_ROLES if model.bidirectional else UNIDIRECTIONAL_ROLES
+
+
+def example_inputs(model: PAHS, role: str, n: int, height: int, width: int) -> tuple[torch.Tensor, ...]:
+    """Random inputs of the contract shapes for ``role`` (not zeros, so no branch is traced on zeros)."""
+    gen = torch.Generator().manual_seed(0)
+    p = model.preset
+    shapes = {
+        "frame": (n, 3, height, width),
+        "h_prev": (n, p.hidden, height // 4, width // 4),
+    }
+    feat_shape = (n, p.channels, height // 4, width // 4)
+    return tuple(torch.rand(shapes.get(name, feat_shape), generator=gen) for name in ROLES[role].inputs)
+
+
+def _dynamic_axes(role: str) -> dict[str, dict[int, str]]:
+    spec = ROLES[role]
+    axes = {}
+    for name in spec.inputs + spec.outputs:
+        quarter = name not in ("frame", "restored")
+        axes[name] = {0: "N", 2: "H/4" if quarter else "H", 3: "W/4" if quarter else "W"}
+    return axes
+
+
+def graph_from_model(model: PAHS, role: str, path: Path, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """Export the ``role`` step of ``model`` to ``path`` (one self-contained .onnx file) and check it."""
+    spec = ROLES[role]
+    wrapper = _RoleGraph(model, spec.method).eval()
+    inputs = example_inputs(model, role, TRACE_N, TRACE_H, TRACE_W)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+        torch.onnx.export(
+            wrapper,
+            inputs,
+            str(path),
+            input_names=list(spec.inputs),
+            output_names=list(spec.outputs),
+            dynamic_axes=_dynamic_axes(role),
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    proto = onnx.load(str(path))
+    proto.producer_name = "pahs"
+    proto.doc_string = f"PAHS {model.preset.name} {role} step ({spec.method}); see manifest.json"
+    for key, value in {"pahs.role": role, "pahs.preset": model.preset.name}.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(path))
+    return proto
+
+
+def _io_table(model: PAHS, role: str) -> dict[str, dict[str, list[str | int]]]:
+    p = model.preset
+    spec = ROLES[role]
+    return {
+        "inputs": {n: tensor_shape(n, p.channels, p.hidden) for n in spec.inputs},
+        "outputs": {n: tensor_shape(n, p.channels, p.hidden) for n in spec.outputs},
+    }
+
+
+def artifact_from_model(
+    model: PAHS,
+    out: str | Path,
+    *,
+    source: dict[str, Any],
+    opset: int = DEFAULT_OPSET,
+    include_checkpoint: bool = False,
+    overwrite: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """Export every graph of ``model`` into the artifact folder ``out`` and write its manifest.
+
+    ``source`` describes where the weights came from (recorded under "checkpoint" in the manifest).
+    ``include_checkpoint`` also stores the weights as safetensors inside the artifact (used for random
+    weights, which exist nowhere else, so that `pahs-export verify` can rebuild the reference).
+    The folder is written under a temporary name and renamed at the end: a failed export leaves nothing.
+    """
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise PahsError(
+            f"expected an opset from {MIN_OPSET} to {MAX_OPSET}, found {opset}; use --opset {DEFAULT_OPSET}"
+        )
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise PahsError(f"{out} already exists; pass --overwrite to replace it or choose another -o")
+    parent = out.parent if str(out.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    except OSError as e:
+        raise PahsError(f"cannot write the artifact under {parent}: {e.strerror}; choose a writable -o") from None
+    try:
+        model = model.eval().cpu()
+        graphs: dict[str, str] = {}
+        io: dict[str, Any] = {}
+        for role in roles_of(model):
+            if progress:
+                progress(f"exporting {role} graph")
+            graphs[role] = f"{role}.onnx"
+            graph_from_model(model, role, tmp / graphs[role], opset)
+            io[role] = _io_table(model, role)
+        if include_checkpoint:
+            save_checkpoint(model, tmp / INCLUDED_CHECKPOINT)
+            source = {**source, "file": INCLUDED_CHECKPOINT}
+        p = model.preset
+        manifest = {
+            "format": FORMAT,
+            "preset": p.name,
+            "direction": "bidirectional" if model.bidirectional else "unidirectional",
+            "channels": {"c": p.channels, "hidden": p.hidden, "mid": p.mid},
+            "size_multiple": p.stride,
+            "opset": opset,
+            "precision": "fp32",
+            "graphs": graphs,
+            "io": io,
+            "checkpoint": source,
+            "sha256": {name: file_sha256(tmp / name) for name in sorted(os.listdir(tmp))},
+            "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "pahs": _pahs_version()},
+            "exported_at_size": {"n": TRACE_N, "height": TRACE_H, "width": TRACE_W},
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; an artifact is meant to be shared
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    read_artifact(out)  # internal invariant: what we wrote reads back
+    return out
+
+
+def _pahs_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pahs")
+    except PackageNotFoundError:
+        return "unknown"

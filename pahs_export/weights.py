@@ -1,0 +1,83 @@
+"""The project's default weights: trained checkpoints shipped inside the package, per preset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import file_sha256, load_model
+from .errors import PahsError
+from .model import PAHS
+from .presets import DEFAULT_PRESET, get_preset
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+def default_checkpoint(preset: str) -> Path | None:
+    """The shipped checkpoint of ``preset`` (bidirectional), or None if the project has none for it."""
+    path = WEIGHTS_DIR / f"{get_preset(preset).name}.safetensors"
+    return path if path.is_file() else None
+
+
+def resolve_model(
+    checkpoint: str | Path | None = None,
+    preset: str | None = None,
+    *,
+    random_init: bool = False,
+    seed: int = 0,
+    bidirectional: bool | None = None,
+) -> tuple[PAHS, dict[str, Any]]:
+    """Pick the model a command works on, and describe where its weights came from (for manifests).
+
+    Order: an explicit ``checkpoint``; else the preset's default weights; else random weights, but only
+    when ``random_init`` is asked for explicitly (random weights are never used silently).
+    """
+    if checkpoint is not None:
+        if random_init:
+            raise PahsError("expected either --checkpoint or --random-init, found both; drop one of them")
+        model = load_model(checkpoint, preset=preset, bidirectional=bidirectional)
+        return model, {"kind": "file", "path": str(Path(checkpoint).resolve()), "sha256": file_sha256(checkpoint)}
+    name = get_preset(preset or DEFAULT_PRESET).name
+    default = default_checkpoint(name)
+    if random_init:
+        import torch
+
+        from .checkpoint import build_model
+
+        torch.manual_seed(seed)
+        model = build_model(name, bidirectional=True if bidirectional is None else bidirectional)
+        return model, {"kind": "random-init", "seed": seed}
+    if default is None:
+        raise PahsError(
+            f"preset {name!r} has no default weights in this project; pass --checkpoint PATH with trained weights, "
+            "or --random-init to export random weights on purpose"
+        )
+    if bidirectional is False:
+        raise PahsError(
+            f"the default weights of {name!r} are bidirectional, found a request for the unidirectional model; "
+            "pass --checkpoint with unidirectional weights"
+        )
+    model = load_model(default, preset=name)
+    return model, {"kind": "default", "path": f"pahs_export/weights/{default.name}", "sha256": file_sha256(default)}
+
+
+def reference_checkpoint(artifact_path: Path, source: dict[str, Any], override: str | Path | None) -> Path:
+    """The checkpoint an artifact was exported from, found again and checked by sha256."""
+    if override is not None:
+        return Path(override)
+    if "file" in source:
+        return artifact_path / source["file"]
+    if source.get("kind") == "default":
+        path = WEIGHTS_DIR / Path(source["path"]).name
+    else:
+        path = Path(source.get("path", ""))
+    if not path.is_file():
+        raise PahsError(
+            f"expected the checkpoint the artifact was exported from at {path}, found nothing; pass --checkpoint PATH"
+        )
+    if file_sha256(path) != source.get("sha256"):
+        raise PahsError(
+            f"the checkpoint at {path} is not the one the artifact was exported from (sha256 differs); "
+            "pass the right file with --checkpoint or export again"
+        )
+    return path
