@@ -53,8 +53,3 @@ def parse_size(text: str) -> tuple[int, int]:
     except ValueError:
         raise PahsError(f"expected a size as WIDTHxHEIGHT such as 640x368, found {text!r}") from None
     return w, h
-
-
-def not_implemented(what: str, issue: int) -> PahsError:
-    """The error a verb raises until the issue that fills it in lands (never a fake result)."""
-    return PahsError(f"{what} is not implemented yet (tracked in issue #{issue}); nothing was done")

@@ -13,8 +13,9 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import onnx
 import torch
@@ -24,6 +25,10 @@ from .artifact import BIDIRECTIONAL_ROLES, FORMAT, MANIFEST, ROLES, UNIDIRECTION
 from .checkpoint import file_sha256, save_checkpoint
 from .errors import PahsError
 from .model import PAHS
+from .precision import PRECISIONS, Fp16Options, Int8Options
+
+if TYPE_CHECKING:
+    from calibration.data import CalibrationSet
 
 MIN_OPSET = 17
 MAX_OPSET = 20
@@ -89,6 +94,7 @@ def graph_from_model(model: PAHS, role: str, path: Path, opset: int = DEFAULT_OP
             dynamo=False,
         )
     proto = onnx.load(str(path))
+    _give_outputs_own_nodes(proto)
     proto.producer_name = "pahs"
     proto.doc_string = f"PAHS {model.preset.name} {role} step ({spec.method}); see manifest.json"
     for key, value in {"pahs.role": role, "pahs.preset": model.preset.name}.items():
@@ -96,6 +102,23 @@ def graph_from_model(model: PAHS, role: str, path: Path, opset: int = DEFAULT_OP
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, str(path))
     return proto
+
+
+def _give_outputs_own_nodes(proto: onnx.ModelProto) -> None:
+    """Make every graph output the output of an Identity that nothing else reads.
+
+    `feat` is both a graph output and the input of the hidden-state extractor. Graph rewriters that retype
+    outputs (onnxconverter-common's FP16 pass with keep_io_types) then mistype that internal consumer, so
+    the internal tensor gets its own name and an Identity (free in every runtime) produces the output.
+    """
+    outputs = {o.name for o in proto.graph.output}
+    read_inside = {i for n in proto.graph.node for i in n.input} & outputs
+    for name in sorted(read_inside):
+        internal = f"{name}_internal"
+        for node in proto.graph.node:
+            node.output[:] = [internal if o == name else o for o in node.output]
+            node.input[:] = [internal if i == name else i for i in node.input]
+        proto.graph.node.append(onnx.helper.make_node("Identity", [internal], [name], name=f"/output/{name}"))
 
 
 def _io_table(model: PAHS, role: str) -> dict[str, dict[str, list[str | int]]]:
@@ -116,14 +139,23 @@ def artifact_from_model(
     include_checkpoint: bool = False,
     overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
+    precision: str = "fp32",
+    fp16: Fp16Options = Fp16Options(),
+    int8: Int8Options = Int8Options(),
+    calibration: CalibrationSet | None = None,
 ) -> Path:
     """Export every graph of ``model`` into the artifact folder ``out`` and write its manifest.
+
+    ``precision``: "fp32", "fp16" (``fp16`` options) or "int8" (Q/DQ, calibrated on ``calibration`` clips by
+    running this FP32 model over them; the calibrated ranges are cached, see :func:`calibrate_roles`).
 
     ``source`` describes where the weights came from (recorded under "checkpoint" in the manifest).
     ``include_checkpoint`` also stores the weights as safetensors inside the artifact (used for random
     weights, which exist nowhere else, so that `pahs-export verify` can rebuild the reference).
     The folder is written under a temporary name and renamed at the end: a failed export leaves nothing.
     """
+    if precision not in PRECISIONS:
+        raise PahsError(f"expected a precision among {', '.join(PRECISIONS)}, found {precision!r}")
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise PahsError(
             f"expected an opset from {MIN_OPSET} to {MAX_OPSET}, found {opset}; use --opset {DEFAULT_OPSET}"
@@ -141,12 +173,23 @@ def artifact_from_model(
         model = model.eval().cpu()
         graphs: dict[str, str] = {}
         io: dict[str, Any] = {}
+        details: dict[str, Any] = {}
         for role in roles_of(model):
             if progress:
                 progress(f"exporting {role} graph")
             graphs[role] = f"{role}.onnx"
             graph_from_model(model, role, tmp / graphs[role], opset)
             io[role] = _io_table(model, role)
+        extra: dict[str, Any] = {}
+        if precision == "fp16":
+            from .precision import fp16_graph_from_fp32
+
+            for role, name in graphs.items():
+                if progress:
+                    progress(f"converting {role} graph to fp16")
+                details[role] = fp16_graph_from_fp32(tmp / name, tmp / name, fp16)
+        elif precision == "int8":
+            details, extra["calibration"] = calibrate_roles(model, tmp, graphs, int8, calibration, progress)
         if include_checkpoint:
             save_checkpoint(model, tmp / INCLUDED_CHECKPOINT)
             source = {**source, "file": INCLUDED_CHECKPOINT}
@@ -158,7 +201,9 @@ def artifact_from_model(
             "channels": {"c": p.channels, "hidden": p.hidden, "mid": p.mid},
             "size_multiple": p.stride,
             "opset": opset,
-            "precision": "fp32",
+            "precision": precision,
+            "precision_details": details,
+            **extra,
             "graphs": graphs,
             "io": io,
             "checkpoint": source,
@@ -176,6 +221,60 @@ def artifact_from_model(
         raise
     read_artifact(out)  # internal invariant: what we wrote reads back
     return out
+
+
+def calibrate_roles(
+    model: PAHS,
+    folder: Path,
+    graphs: dict[str, str],
+    options: Int8Options,
+    calibration: CalibrationSet | None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Quantize the FP32 graphs in ``folder`` in place to INT8 Q/DQ.
+
+    Calibration feeds come from running ``model`` (FP32) over the calibration clips, so the state inputs
+    carry the ranges they have in real use. Ranges are cached per graph under the user cache, keyed by the
+    FP32 graph's sha256, the calibration frames' sha256 and the options: a second export with the same model
+    and data skips the FP32 loop and the calibration entirely.
+    """
+    from calibration.data import DEFAULT_SET, clips_sha256, load_clips, record_feeds
+
+    from .cache import cache_dir
+    from .precision import calibration_key, int8_graph_from_fp32
+
+    cal = calibration or DEFAULT_SET
+    clips = load_clips(cal)
+    data_sha = clips_sha256(clips)
+    cache_root = cache_dir() / "calibration"
+    cache_root.mkdir(parents=True, exist_ok=True)
+    keys = {role: calibration_key(file_sha256(folder / name), data_sha, options) for role, name in graphs.items()}
+    cached = all((cache_root / f"{k}.json").is_file() for k in keys.values())
+    feeds = None
+    if not cached:
+        if progress:
+            progress(f"calibrating: FP32 loop over {len(clips)} clips ({sum(len(c) for c in clips)} frames)")
+        feeds = record_feeds(model, clips)
+    details = {}
+    for role, name in graphs.items():
+        if progress:
+            progress(f"quantizing {role} graph to int8 ({'cached ranges' if cached else options.method})")
+        fp32 = folder / f"{role}.fp32.onnx"
+        (folder / name).rename(fp32)
+        cache = cache_root / f"{keys[role]}.json"
+        details[role] = int8_graph_from_fp32(
+            fp32, folder / name, None if feeds is None else feeds[role], options, cache
+        )
+        fp32.unlink()
+    info = {
+        "set": {**asdict(cal), "paths": list(cal.paths)},
+        "frames": sum(len(c) for c in clips),
+        "data_sha256": data_sha,
+        "method": options.method,
+        "cache_keys": keys,
+        "from_cache": cached,
+    }
+    return details, info
 
 
 def _pahs_version() -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,23 +24,32 @@ class Tolerance:
     """What a backend/precision must achieve against the FP32 PyTorch reference, at every frame."""
 
     max_abs: float | None = None  # largest |backend - reference| over all pixels of a frame (values in [0, 1])
-    min_psnr: float | None = None  # PSNR of a frame against the reference, dB, peak 1.0
+    min_psnr: float | None = None  # PSNR of a frame against the reference, dB, peak 1.0, frames clamped to [0, 1]
+    max_gt_drop: float | None = None  # mean PSNR against ground truth may be at most this far below FP32's (dB)
 
     def describe(self) -> str:
         parts = [f"max abs error <= {self.max_abs:g}"] if self.max_abs is not None else []
-        parts += [f"PSNR >= {self.min_psnr:g} dB"] if self.min_psnr is not None else []
+        parts += [f"PSNR vs FP32 >= {self.min_psnr:g} dB"] if self.min_psnr is not None else []
+        parts += [f"PSNR vs ground truth within {self.max_gt_drop:g} dB of FP32"] if self.max_gt_drop else []
         return " and ".join(parts)
 
 
-# Per precision, against the FP32 PyTorch reference.
-TOLERANCES: dict[str, Tolerance] = {"fp32": Tolerance(max_abs=1e-4)}
+# Per precision, against the FP32 PyTorch reference. INT8's ground-truth budget follows the issue's target
+# (for scale: mmdeploy's INT8 SRCNN loses 0.23 dB).
+TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(max_abs=1e-4),
+    "fp16": Tolerance(min_psnr=45.0),
+    "int8": Tolerance(min_psnr=35.0, max_gt_drop=0.3),
+}
 
 
 @dataclass(frozen=True)
 class FrameResult:
     index: int
-    max_abs: float  # max |out - ref| over the frame
-    psnr: float  # dB against the reference, peak 1.0 (inf when identical)
+    max_abs: float  # max |out - ref| over the frame (unclamped outputs)
+    psnr: float  # dB against the reference, peak 1.0, both clamped to [0, 1] (inf when identical)
+    gt_psnr: float | None = None  # this output against ground truth (clamped), dB
+    ref_gt_psnr: float | None = None  # the FP32 reference against ground truth, dB
 
 
 @dataclass
@@ -58,6 +68,24 @@ class SequenceResult:
     @property
     def worst_psnr(self) -> float:
         return min(f.psnr for f in self.frames)
+
+    @property
+    def gt_drop(self) -> float | None:
+        """Mean PSNR vs ground truth of the reference minus that of this output (dB); None without ground truth."""
+        if self.frames[0].gt_psnr is None:
+            return None
+        return statistics.fmean(f.ref_gt_psnr for f in self.frames) - statistics.fmean(f.gt_psnr for f in self.frames)
+
+    @property
+    def psnr_trend(self) -> float:
+        """Least-squares slope of the per-frame PSNR vs the reference, in dB per 100 frames (0 = no drift)."""
+        ys = [min(f.psnr, 200.0) for f in self.frames]
+        if len(ys) < 2:
+            return 0.0
+        xs = range(len(ys))
+        mx, my = statistics.fmean(xs), statistics.fmean(ys)
+        var = sum((x - mx) ** 2 for x in xs)
+        return 100 * sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var
 
     @property
     def drift(self) -> float:
@@ -84,7 +112,13 @@ class VerifyReport:
     def to_json(self) -> dict:
         out = asdict(self)
         for seq, src in zip(out["sequences"], self.sequences, strict=True):
-            seq.update(worst_max_abs=src.worst_max_abs, worst_psnr=src.worst_psnr, drift=src.drift)
+            seq.update(
+                worst_max_abs=src.worst_max_abs,
+                worst_psnr=src.worst_psnr,
+                drift=src.drift,
+                psnr_trend_db_per_100=src.psnr_trend,
+                gt_drop_db=src.gt_drop,
+            )
         out["passed"] = self.passed
         return out
 
@@ -95,15 +129,28 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
-def compare_frames(out: torch.Tensor, ref: torch.Tensor) -> list[FrameResult]:
-    """Per-frame max abs error and PSNR of ``out`` against ``ref``, both [T,3,H,W]."""
-    return [FrameResult(t, (out[t] - ref[t]).abs().max().item(), psnr(out[t], ref[t])) for t in range(ref.shape[0])]
+def compare_frames(out: torch.Tensor, ref: torch.Tensor, ground_truth: torch.Tensor | None = None) -> list[FrameResult]:
+    """Per-frame comparison of ``out`` with ``ref`` (and both with ``ground_truth``), all [T,3,H,W]."""
+    results = []
+    for t in range(ref.shape[0]):
+        o, r = out[t].clamp(0, 1), ref[t].clamp(0, 1)
+        gt = (
+            {}
+            if ground_truth is None
+            else {"gt_psnr": psnr(o, ground_truth[t]), "ref_gt_psnr": psnr(r, ground_truth[t])}
+        )
+        results.append(FrameResult(t, (out[t] - ref[t]).abs().max().item(), psnr(o, r), **gt))
+    return results
 
 
 def judge(frames: list[FrameResult], tolerance: Tolerance) -> bool:
     ok_abs = tolerance.max_abs is None or all(f.max_abs <= tolerance.max_abs for f in frames)
     ok_psnr = tolerance.min_psnr is None or all(f.psnr >= tolerance.min_psnr for f in frames)
-    return ok_abs and ok_psnr
+    ok_gt = True
+    if tolerance.max_gt_drop is not None and frames and frames[0].gt_psnr is not None:
+        drop = statistics.fmean(f.ref_gt_psnr for f in frames) - statistics.fmean(f.gt_psnr for f in frames)
+        ok_gt = drop <= tolerance.max_gt_drop
+    return ok_abs and ok_psnr and ok_gt
 
 
 def reference_evaluator_check(artifact: Artifact, model: PAHS, height: int = 32, width: int = 32) -> dict[str, float]:
@@ -125,15 +172,46 @@ def reference_evaluator_check(artifact: Artifact, model: PAHS, height: int = 32,
     return errors
 
 
-def verify_backend(backend, model: PAHS, clips: list[torch.Tensor], tolerance: Tolerance) -> list[SequenceResult]:
-    """Drive ``backend`` over each clip [T,3,H,W] and compare with ``model`` frame by frame."""
+def verify_backend(
+    backend, model: PAHS, clips: list[tuple[torch.Tensor, torch.Tensor | None]], tolerance: Tolerance
+) -> list[SequenceResult]:
+    """Drive ``backend`` over each (blurry, sharp-or-None) clip [T,3,H,W] and compare with ``model`` per frame."""
     from runtime.loop import restore_clip
 
     results = []
-    for clip in clips:
+    for clip, sharp in clips:
         with torch.no_grad():
             ref = model(clip[None], lookahead=None)[0]
         out = restore_clip(backend, clip).cpu()
-        frames = compare_frames(out, ref)
+        frames = compare_frames(out, ref, sharp)
         results.append(SequenceResult(clip.shape[-1], clip.shape[-2], frames, judge(frames, tolerance)))
     return results
+
+
+def plot_report(report: VerifyReport, path: str | Path, title: str) -> Path:
+    """Per-frame PSNR against FP32 (and against ground truth) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    has_gt = report.sequences[0].frames[0].gt_psnr is not None
+    fig, axes = plt.subplots(1, 2 if has_gt else 1, figsize=(12 if has_gt else 7, 4), squeeze=False)
+    for seq in report.sequences:
+        label = f"{seq.width}x{seq.height}"
+        axes[0][0].plot([min(f.psnr, 200) for f in seq.frames], label=label)
+        if has_gt:
+            (line,) = axes[0][1].plot([f.gt_psnr for f in seq.frames], label=f"{report.precision} {label}")
+            axes[0][1].plot([f.ref_gt_psnr for f in seq.frames], "--", color=line.get_color(), label=f"fp32 {label}")
+    if report.tolerance.min_psnr is not None:
+        axes[0][0].axhline(report.tolerance.min_psnr, color="red", lw=1, label="target")
+    axes[0][0].set(xlabel="frame", ylabel="PSNR vs FP32 PyTorch (dB)", title=f"{report.backend} {report.precision}")
+    axes[0][0].legend()
+    if has_gt:
+        axes[0][1].set(xlabel="frame", ylabel="PSNR vs ground truth (dB)", title="restoration quality")
+        axes[0][1].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

@@ -55,9 +55,12 @@ def test_debug_shows_traceback():
     assert result.returncode != 0 and "Traceback" in result.stderr and "PahsError" in result.stderr
 
 
-def test_unfinished_verbs_say_so_and_fail():
-    assert_one_line_error(run("pahs-export", "trt"), "not implemented yet", "issue #7")
-    assert_one_line_error(run("pahs-run", "video.mp4"), "not implemented yet", "issue #5")
+def test_trt_without_tensorrt_says_what_to_install():
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here")
+    assert_one_line_error(run("pahs-export", "trt", "--fp16"), "TensorRT is not installed", "pip install")
 
 
 @pytest.fixture(scope="module")

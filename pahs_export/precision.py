@@ -1,0 +1,164 @@
+"""FP16 and INT8 (Q/DQ) graphs made from the FP32 graphs: precision is decided in the ONNX graph.
+
+TensorRT 11 has no FP16/INT8 builder flags and no calibrators; every network is strongly typed. So an FP16
+engine comes from an FP16 graph and an INT8 engine from a graph with explicit QuantizeLinear/
+DequantizeLinear nodes, and ONNX Runtime on the CPU can check both numerically.
+
+- FP16: onnxconverter-common's ``convert_float_to_float16``; the SNLA attention core (logits, their scale,
+  softmax, the selection score and the attention-weighted sum) stays in FP32 via ``node_block_list``,
+  with casts inserted by the converter. Graph inputs and outputs stay FP32 (``keep_io_types``): the
+  measurement recorded in docs/PRECISION.md decided it for the carried state.
+- INT8: ONNX Runtime's ``quantize_static`` in QDQ format with TensorRT's conventions: symmetric int8
+  (zero point 0) for weights (per output channel) and activations (per tensor), biases left in float,
+  ConvTranspose weights per channel on axis 1 (its output-channel axis). The SNLA attention path, the
+  final convolution (the residual image) and the global residual Add are excluded from quantization.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .errors import PahsError
+
+PRECISIONS = ("fp32", "fp16", "int8")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+
+# The SNLA attention core: every node of these types inside an SNLA module (logits MatMul and their 1/sqrt(d)
+# Mul, Softmax, ReduceMean -> select (MatMul, Add) -> Sigmoid, the S_NL*S_sel Mul and the MatMul with v).
+ATTENTION_OP_TYPES = frozenset({"MatMul", "Mul", "Softmax", "ReduceMean", "Sigmoid"})
+FINAL_CONV = "/reconstructor/body/body.4/Conv"  # the conv producing the residual image
+
+
+def attention_core_nodes(proto: onnx.ModelProto) -> list[str]:
+    """Names of the SNLA attention-core nodes of a graph (empty for graphs without SNLA, e.g. fuse)."""
+    return [
+        n.name
+        for n in proto.graph.node
+        if "/snla/" in n.name and (n.op_type in ATTENTION_OP_TYPES or "/snla/select/" in n.name)
+    ]
+
+
+@dataclass(frozen=True)
+class Fp16Options:
+    """How the FP16 graphs are made."""
+
+    keep_io_fp32: bool = True  # graph inputs/outputs (frame, state, restored) stay FP32; see docs/PRECISION.md
+    extra_fp32_nodes: tuple[str, ...] = ()  # further node names kept in FP32, beyond the attention core
+
+
+def fp16_graph_from_fp32(src: Path, dst: Path, options: Fp16Options = Fp16Options()) -> dict:
+    """Convert one FP32 graph to FP16 (attention core kept FP32); returns what shaped it, for the manifest."""
+    from onnxconverter_common import float16
+
+    proto = onnx.load(str(src))
+    keep = attention_core_nodes(proto) + list(options.extra_fp32_nodes)
+    converted = float16.convert_float_to_float16(
+        proto, keep_io_types=options.keep_io_fp32, node_block_list=keep, disable_shape_infer=False
+    )
+    onnx.checker.check_model(converted, full_check=True)
+    onnx.save(converted, str(dst))
+    return {"converter": "onnxconverter-common convert_float_to_float16", "fp32_nodes": keep, **asdict(options)}
+
+
+@dataclass(frozen=True)
+class Int8Options:
+    """How the INT8 (Q/DQ) graphs are made."""
+
+    method: str = "minmax"  # calibration: minmax | entropy | percentile
+    percentile: float = 99.999  # with method percentile
+    exclude_attention: bool = True  # keep the SNLA attention core in float
+    exclude_final_conv: bool = True  # keep the last reconstructor conv and the global residual Add in float
+
+
+class _FeedReader:
+    """ONNX Runtime's CalibrationDataReader over a list of feed dicts."""
+
+    def __init__(self, feeds: Sequence[dict[str, np.ndarray]]) -> None:
+        self._it = iter(feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._it, None)
+
+
+def attention_float_nodes(proto: onnx.ModelProto) -> list[str]:
+    """The SNLA attention path kept in float for INT8: the q/k/v convolutions, the attention core, and every
+    reshape/transpose between them (all SNLA nodes but the upsampling ConvTransposes and the merge conv).
+
+    Excluding only the core is not enough: ONNX Runtime quantizes the q/k/v conv outputs and through
+    shape-only ops, so the core would still read int8-rounded q, k and v (tests/pahs_export/test_precision.py
+    checks that no Q/DQ pair sits inside this region).
+    """
+    quantized = ("/snla/up/", "/snla/merge/")
+    return [n.name for n in proto.graph.node if "/snla/" in n.name and not any(q in n.name for q in quantized)]
+
+
+def int8_exclusions(proto: onnx.ModelProto, options: Int8Options) -> list[str]:
+    names = attention_float_nodes(proto) if options.exclude_attention else []
+    if options.exclude_final_conv:
+        # the residual image's conv, and the Add that puts it on the frame (int8 would round the frame itself)
+        names += [n.name for n in proto.graph.node if n.name == FINAL_CONV or "restored" in n.output]
+    return names
+
+
+def int8_graph_from_fp32(
+    src: Path,
+    dst: Path,
+    feeds: Sequence[dict[str, np.ndarray]] | None,
+    options: Int8Options = Int8Options(),
+    cache: Path | None = None,
+) -> dict:
+    """Quantize one FP32 graph to Q/DQ INT8 with ``feeds`` (input-name -> array dicts) as calibration data.
+
+    ``cache``: a JSON file of calibrated tensor ranges; when it exists, ``feeds`` may be None and
+    calibration is skipped (ONNX Runtime's ``calibration_cache_path``).
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if options.method not in CALIBRATION_METHODS:
+        raise PahsError(
+            f"expected a calibration method among {', '.join(CALIBRATION_METHODS)}, found {options.method!r}"
+        )
+    proto = onnx.load(str(src))
+    exclude = int8_exclusions(proto, options)
+    method = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[options.method]
+    extra = {
+        "ActivationSymmetric": True,
+        "WeightSymmetric": True,
+        "QuantizeBias": False,  # biases stay float (TensorRT fuses them itself)
+        "QDQOpTypePerChannelSupportToAxis": {"ConvTranspose": 1},  # [Cin, Cout, k, k]: output channels on axis 1
+    }
+    if options.method == "percentile":
+        extra["CalibPercentile"] = options.percentile
+    quantize_static(
+        str(src),
+        str(dst),
+        _FeedReader(feeds) if feeds is not None else None,
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=exclude,
+        calibrate_method=method,
+        extra_options=extra,
+        calibration_cache_path=str(cache) if cache is not None else None,
+    )
+    out = onnx.load(str(dst))
+    onnx.checker.check_model(out, full_check=True)
+    return {"quantizer": "onnxruntime quantize_static (QDQ)", "excluded_nodes": exclude, **asdict(options)}
+
+
+def calibration_key(graph_sha256: str, data_sha256: str, options: Int8Options) -> str:
+    """Cache key of one graph's calibration: the FP32 graph, the calibration data and the method."""
+    blob = json.dumps({"graph": graph_sha256, "data": data_sha256, "options": asdict(options)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
