@@ -1,0 +1,157 @@
+"""Building TensorRT engines from the exported ONNX graphs (TensorRT 10 and 11, strongly typed).
+
+Precision is in the graph: an FP32 graph builds an FP32 engine, the FP16 graph an FP16 engine, the Q/DQ
+graph an INT8 engine. No BuilderFlag.FP16/INT8 and no calibrator is used (TensorRT 11 removed them); the
+network is created with the STRONGLY_TYPED flag, required on TensorRT 10 and accepted (and ignored) on 11.
+TF32 is cleared so that FP32 engines match FP32 references.
+
+This module imports ``tensorrt`` only inside its functions. It was written against the documented Python
+API and has not been executed against a real TensorRT here (see docs/TENSORRT.md).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .artifact import read_artifact
+from .checkpoint import file_sha256
+from .errors import PahsError
+from .tensorrt_artifact import INSTALL_HINT, Device, Profile, input_shapes, manifest_for, write_manifest
+
+TIMING_CACHE = "timing.cache"
+
+
+def import_tensorrt() -> Any:
+    """The tensorrt module, or a one-line error saying what to install."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise PahsError(f"TensorRT is not installed here: {INSTALL_HINT}") from None
+    if not hasattr(trt, "Builder"):  # the PyPI meta package without its libraries
+        raise PahsError(f"the tensorrt package here has no libraries (a stub): {INSTALL_HINT}")
+    return trt
+
+
+def current_device() -> Device:
+    """TensorRT version and the current CUDA GPU, as recorded in and checked against manifests."""
+    import torch
+
+    trt = import_tensorrt()
+    if not torch.cuda.is_available():
+        raise PahsError("expected a CUDA GPU for TensorRT, found none; run on a machine with an NVIDIA GPU")
+    major, minor = torch.cuda.get_device_capability()
+    return Device(trt.__version__, torch.cuda.get_device_name(), f"{major}.{minor}")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Builder settings. ``None`` means TensorRT's default."""
+
+    profile: Profile = field(default_factory=Profile)  # shapes the engines accept
+    optimization_level: int | None = None  # builder optimization level 0-5 (TensorRT default 3)
+    workspace_gib: float | None = None  # workspace memory pool limit
+    timing_cache: Path | None = None  # reuse/extend this timing cache (default: beside the engines)
+
+
+def engine_from_onnx(onnx_path: Path, role: str, channels: int, hidden: int, options: BuildOptions, cache) -> bytes:
+    """Build one serialized engine from one ONNX graph, with the profile over N/H/W."""
+    trt = import_tensorrt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise PahsError(f"TensorRT could not parse {onnx_path}: {errors}; check the TensorRT version (10+)")
+    config = builder.create_builder_config()
+    if hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # FP32 engines must match FP32 references
+    if options.optimization_level is not None:
+        config.builder_optimization_level = options.optimization_level
+    if options.workspace_gib is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_gib * (1 << 30)))
+    config.set_timing_cache(cache, False)
+    profile = builder.create_optimization_profile()
+    for name, (lo, opt, hi) in input_shapes(role, options.profile, channels, hidden).items():
+        profile.set_shape(name, lo, opt, hi)
+    config.add_optimization_profile(profile)
+    if hasattr(trt, "IProgressMonitor"):
+        config.progress_monitor = _progress_monitor(trt, role)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise PahsError(f"TensorRT failed to build the {role} engine (see its log above); try --workspace larger")
+    return bytes(serialized)
+
+
+def _progress_monitor(trt, role: str):
+    class Monitor(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+
+        def phase_start(self, phase_name, parent_phase, num_steps) -> None:
+            if parent_phase is None:
+                print(f"  {role}: {phase_name} ({num_steps} steps)", flush=True)
+
+        def step_complete(self, phase_name, step) -> bool:
+            return True  # never cancel
+
+        def phase_finish(self, phase_name) -> None:
+            pass
+
+    return Monitor()
+
+
+def trt_artifact_from_onnx(onnx_artifact: Path, out: Path, options: BuildOptions, overwrite: bool = False) -> Path:
+    """Build every graph of an ONNX artifact into a TensorRT artifact folder ``out`` (written atomically)."""
+    trt = import_tensorrt()
+    device = current_device()
+    art = read_artifact(onnx_artifact)
+    art.check_hashes()
+    options.profile.check(art.manifest["size_multiple"])
+    if out.exists() and not overwrite:
+        raise PahsError(f"{out} already exists; pass --overwrite to replace it or choose another -o")
+    parent = out.parent if str(out.parent) else Path(".")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    try:
+        cache_path = options.timing_cache or (out / TIMING_CACHE)
+        blob = cache_path.read_bytes() if cache_path.is_file() else b""
+        config = trt.Builder(trt.Logger(trt.Logger.WARNING)).create_builder_config()
+        cache = config.create_timing_cache(blob)
+        channels, hidden = art.manifest["channels"]["c"], art.manifest["channels"]["hidden"]
+        engines, timings = {}, {}
+        for role, path in art.graphs.items():
+            started = time.monotonic()
+            engine = engine_from_onnx(path, role, channels, hidden, options, cache)
+            engines[role] = f"{role}.plan"
+            (tmp / engines[role]).write_bytes(engine)
+            timings[role] = round(time.monotonic() - started, 1)
+            print(f"built {role} engine in {timings[role]} s", flush=True)
+        (tmp / TIMING_CACHE).write_bytes(bytes(cache.serialize()))
+        sha = {name: file_sha256(tmp / name) for name in engines.values()}
+        build = {
+            "optimization_level": options.optimization_level,
+            "workspace_gib": options.workspace_gib,
+            "tf32": False,
+            "strongly_typed": True,
+            "seconds": timings,
+        }
+        write_manifest(
+            tmp, manifest_for(art.manifest, art.path.resolve(), options.profile, device, engines, sha, build)
+        )
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+        if options.timing_cache:  # keep the shared cache up to date as well
+            shutil.copyfile(out / TIMING_CACHE, options.timing_cache)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
