@@ -29,11 +29,11 @@ def parse_lookahead(text: str | None) -> int | None:
         raise PahsError(f"expected --lookahead to be a number of frames or 'all', found {text!r}") from None
 
 
-def default_output(video: Path) -> Path:
+def default_output(video: Path) -> str:
     """``clip.mp4`` -> ``clip.deblurred.mp4``; a frame folder ``seq/`` -> ``seq.deblurred/``."""
     if video.is_dir():
-        return video.with_name(video.name + ".deblurred")
-    return video.with_name(f"{video.stem}.deblurred.mp4")
+        return str(video.with_name(video.name + ".deblurred")) + "/"
+    return str(video.with_name(f"{video.stem}.deblurred.mp4"))
 
 
 @app.command()
@@ -48,7 +48,7 @@ def run(
         ),
     ] = None,
     output: Annotated[
-        Optional[Path],
+        Optional[str],  # a str, not a Path: a trailing "/" (PNG folder) must survive
         typer.Option("--output", "-o", help="Output .mp4, or a folder of PNGs (trailing / or existing folder)."),
     ] = None,
     backend: Annotated[
@@ -73,7 +73,7 @@ def run(
         ),
     ] = None,
     compare: Annotated[
-        Optional[Path], typer.Option("--compare", help="Also write a side-by-side (input | restored) video or folder.")
+        Optional[str], typer.Option("--compare", help="Also write a side-by-side (input | restored) video or folder.")
     ] = None,
     crf: Annotated[Optional[int], typer.Option("--crf", help="H.264 quality, lower is better (default 18).")] = None,
     lossless: Annotated[bool, typer.Option("--lossless", help="Lossless video output.")] = False,
@@ -151,3 +151,60 @@ def main() -> None:
     sys.argv[1:] = _argv_with_verify_default(sys.argv[1:])
     warnings.showwarning = _warn_one_line
     _main()
+
+
+bench_app = new_app("Measure every available backend and precision side by side (speed, memory, FLOP/s).")
+
+
+@bench_app.command()
+def bench(
+    presets: Annotated[Optional[list[str]], typer.Option("--presets", "-p", help="Presets (default pahs-t).")] = None,
+    sizes: Annotated[
+        Optional[list[str]], typer.Option("--sizes", "-s", help="Frame sizes WxH (default 640x352).")
+    ] = None,
+    backends: Annotated[
+        Optional[list[str]],
+        typer.Option("--backends", "-b", help="Variants, e.g. torch onnxruntime-int8 (default: all CPU ones)."),
+    ] = None,
+    frames: Annotated[Optional[int], typer.Option("--frames", "-n", help="Frames per repetition (default 24).")] = None,
+    lookahead: Annotated[Optional[int], typer.Option("--lookahead", help="Lookahead N (default 19).")] = None,
+    chunk: Annotated[Optional[int], typer.Option("--chunk", help="Chunk K (default 32).")] = None,
+    reps: Annotated[
+        Optional[int], typer.Option("--reps", help="Repetitions; the median is reported (default 3).")
+    ] = None,
+    growth: Annotated[
+        bool, typer.Option("--growth", help="Also: frames/s vs lookahead, and peak memory vs video length.")
+    ] = False,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON.")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="PNG of frames/s against resolution.")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)] = False,
+) -> None:
+    """Benchmark: steady-state frames/s, time per graph, peak memory, FLOP/s vs a matmul ceiling, ratios."""
+    import json
+
+    from pahs_export.cli_common import parse_size
+
+    from .bench import CPU_VARIANTS, growth_curves, plot_fps, run_bench, table
+
+    la = DEFAULT_LOOKAHEAD if lookahead is None else lookahead
+    k = DEFAULT_CHUNK if chunk is None else chunk
+    size_list = [parse_size(s) for s in sizes] if sizes else [(640, 352)]
+    for w, h in size_list:
+        if w % 16 or h % 16:
+            raise PahsError(f"expected sizes in multiples of 16, found {w}x{h}; try {w // 16 * 16}x{h // 16 * 16}")
+    report = run_bench(
+        presets or ["pahs-t"], size_list, backends or list(CPU_VARIANTS), frames or 24, la, k, reps or 3,
+        log=lambda m: typer.echo(m, err=True),
+    )  # fmt: skip
+    if growth:
+        report.growth = growth_curves(presets[0] if presets else "pahs-t", size_list[0], la, k)
+    typer.echo(table(report))
+    if json_out:
+        json_out.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        typer.echo(f"wrote {json_out}")
+    if plot:
+        plot_fps(report, plot)
+        typer.echo(f"wrote {plot}")
+
+
+bench_main = entry_point(bench_app, "pahs-bench")

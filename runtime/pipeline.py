@@ -137,14 +137,15 @@ class RunSummary:
     frames: int
     width: int
     height: int
-    output: Path | None
-    compare: Path | None
+    output: str | None
+    compare: str | None
 
 
 def run_video(
-    source: Path, output: Path | None, backend: Backend, options: RunOptions, compare: Path | None = None
+    source: Path, output: str | None, backend: Backend, options: RunOptions, compare: str | None = None
 ) -> RunSummary:
-    """Restore ``source`` (video file or frame folder) into ``output`` (and a side-by-side into ``compare``)."""
+    """Restore ``source`` (video file or frame folder) into ``output`` and, if given, a side-by-side into
+    ``compare``. Outputs are strings so that a trailing "/" (a PNG folder) is kept."""
     with open_input(source) as reader:
         info = reader.info
         check_size(info)

@@ -1,0 +1,183 @@
+"""`pahs-run` end to end on generated clips: outputs, backends agreeing, memory, bad input, interruption."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import av
+import numpy as np
+import pytest
+import torch
+from conftest import make_folder, make_video, write_png
+
+from pahs_export import PahsError
+from runtime.engines import open_backend
+from runtime.pipeline import RunOptions, pad_frame, run_video
+from runtime.video import open_input
+
+QUIET = RunOptions(progress=False)
+
+
+def pahs_run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    code = "import sys; from runtime.cli import main; sys.argv[0] = 'pahs-run'; main()"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def frames_of(path) -> tuple:
+    with open_input(path) as r:
+        return r.info, [f.image for f in r]
+
+
+def one_line_error(result, *fragments) -> None:
+    assert result.returncode != 0, result.stdout
+    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("pahs-run: error")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_mp4_with_audio_odd_size_end_to_end(tmp_path, artifact):
+    src = make_video(tmp_path / "in.mp4", n=10, width=250, height=142, fps=24, audio=True)
+    out = tmp_path / "out.mp4"
+    result = pahs_run(
+        str(src), "--engine", str(artifact), "-o", str(out), "--compare", str(tmp_path / "side.mp4"), "-q"
+    )
+    assert result.returncode == 0, result.stderr
+    info, frames = frames_of(out)
+    assert (info.width, info.height, len(frames), info.fps, info.has_audio) == (250, 142, 10, 24, True)
+    with av.open(str(src)) as a, av.open(str(out)) as b:
+        assert [p.size for p in a.demux(a.streams.audio[0])] == [p.size for p in b.demux(b.streams.audio[0])]
+    side, _ = frames_of(tmp_path / "side.mp4")
+    assert (side.width, side.height) == (2 * 250 + 4, 142)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4", "side.mp4"]  # no temp files
+
+
+def test_png_folders_in_and_out_and_backends_agree(tmp_path, artifact, checkpoint):
+    """torch and onnxruntime agree within 1/255 on PNG output (8-bit: one rounding step)."""
+    src = make_folder(tmp_path / "seq", n=7, width=40, height=24)  # not a multiple of 16: padded and cropped
+    for name, engine in (("ort", artifact), ("torch", checkpoint)):
+        run_video(src, str(tmp_path / name) + "/", open_backend(engine), QUIET)
+    names = sorted(p.name for p in (tmp_path / "ort").iterdir())
+    assert names == sorted(p.name for p in src.iterdir())
+    _, a = frames_of(tmp_path / "ort")
+    _, b = frames_of(tmp_path / "torch")
+    assert a[0].shape == (24, 40, 3)
+    assert max(np.abs(x - y).max() for x, y in zip(a, b, strict=True)) <= 1 / 255 + 1e-6
+
+
+def test_chunked_pipeline_equals_reference(tmp_path, checkpoint):
+    """--chunk 1 reproduces the reference model with the same lookahead (before 8-bit rounding)."""
+    from pahs_export import load_model
+    from runtime.pipeline import verify_video
+
+    src = make_folder(tmp_path / "seq", n=6, width=32, height=32)
+    backend = open_backend(checkpoint)
+    result = verify_video(src, backend, backend, RunOptions(lookahead=2, chunk=1, progress=False), None)
+    assert result.passed and max(f.max_abs for f in result.frames) == 0
+    model = load_model(checkpoint)
+    _, frames = frames_of(src)
+    x = torch.stack([pad_frame(f, 16) for f in frames])
+    with torch.no_grad():
+        ref = model(x[None], lookahead=2)[0].clamp(0, 1)
+    run_video(src, str(tmp_path / "out") + "/", backend, RunOptions(lookahead=2, chunk=1, progress=False))
+    _, out = frames_of(tmp_path / "out")
+    got = torch.stack([torch.from_numpy(o).permute(2, 0, 1) for o in out])
+    assert (got - ref).abs().max() <= 0.5 / 255 + 1e-6  # only the 8-bit rounding differs
+
+
+def test_verify_flag(tmp_path, artifact):
+    src = make_folder(tmp_path / "seq", n=4, width=32, height=32)
+    result = pahs_run(str(src), "--engine", str(artifact), "--verify", "3", "-q")
+    assert result.returncode == 0, result.stderr
+    assert "PASS: onnxruntime on cpu (fp32) vs PyTorch over 3 frames" in result.stdout
+    result = pahs_run(str(src), "--engine", str(artifact), "--verify", "-q")  # bare --verify: every frame
+    assert "over 4 frames" in result.stdout
+    assert not (tmp_path / "seq.deblurred").exists()  # verification alone writes nothing
+
+
+def peak_rss_of_run(src, engine) -> float:
+    code = (
+        "import sys, pathlib; from runtime.engines import open_backend; "
+        "from runtime.pipeline import RunOptions, run_video; "
+        f"run_video(pathlib.Path({str(src)!r}), {str(src) + '.out.mp4'!r}, open_backend({str(engine)!r}), "
+        "RunOptions(progress=False, lookahead=4, chunk=4)); "
+        "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc for peak RSS")
+def test_memory_is_flat_in_video_length(tmp_path, artifact):
+    short = make_video(tmp_path / "short.mp4", n=30, width=96, height=64)
+    long = make_video(tmp_path / "long.mp4", n=240, width=96, height=64)
+    assert peak_rss_of_run(long, artifact) <= 1.3 * peak_rss_of_run(short, artifact)
+
+
+def test_bad_inputs(tmp_path, artifact, checkpoint):
+    one_line_error(pahs_run(str(tmp_path / "missing.mp4")), "found nothing at")
+    (tmp_path / "text.mp4").write_text("hello")
+    one_line_error(pahs_run(str(tmp_path / "text.mp4"), "--engine", str(artifact)), "expected a video FFmpeg can read")
+    (tmp_path / "empty").mkdir()
+    one_line_error(pahs_run(str(tmp_path / "empty"), "--engine", str(artifact)), "expected image frames")
+    sizes = make_folder(tmp_path / "sizes", n=2, width=32, height=32)
+    write_png(sizes / "frame3.png", np.zeros((48, 32, 3), np.uint8))
+    one_line_error(
+        pahs_run(str(sizes), "--engine", str(artifact), "-o", str(tmp_path / "o.mp4"), "-q"), "found frame 2"
+    )
+    assert not (tmp_path / "o.mp4").exists()
+    src = make_folder(tmp_path / "ok", n=2, width=32, height=32)
+    one_line_error(pahs_run(str(src), "--engine", str(artifact), "--lookahead", "-3"), "expected --lookahead from 0")
+    one_line_error(pahs_run(str(src), "--engine", str(artifact), "--lookahead", "soon"), "a number of frames or 'all'")
+    one_line_error(pahs_run(str(src), "--engine", str(checkpoint), "--backend", "onnxruntime"), "runs ONNX artifact")
+    one_line_error(pahs_run(str(src), "--engine", str(tmp_path / "text.mp4")), "expected an engine")
+    one_line_error(pahs_run(str(src), "--engine", str(artifact), "-o", str(src)), "different from the input")
+    (tmp_path / "taken.mp4").write_bytes(b"x")
+    one_line_error(pahs_run(str(src), "--engine", str(artifact), "-o", str(tmp_path / "taken.mp4")), "--overwrite")
+    assert (tmp_path / "taken.mp4").read_bytes() == b"x"
+
+
+def test_tiny_frames_refused_and_16_accepted(tmp_path, artifact):
+    tiny = make_folder(tmp_path / "tiny", n=2, width=12, height=32)
+    one_line_error(pahs_run(str(tiny), "--engine", str(artifact)), "at least 16x16")
+    ok = make_folder(tmp_path / "ok", n=2, width=16, height=17)
+    assert pahs_run(str(ok), "--engine", str(artifact), "-o", str(tmp_path / "ok.mp4"), "-q").returncode == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_leaves_nothing(tmp_path, artifact, sig):
+    src = make_video(tmp_path / "in.mp4", n=400, width=128, height=96)
+    code = "import sys; from runtime.cli import main; sys.argv[0] = 'pahs-run'; main()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(src), "--engine", str(artifact), "-o", str(tmp_path / "out.mp4"), "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(p.name.startswith(".out.mp4.partial") for p in tmp_path.iterdir()):
+        time.sleep(0.2)
+    time.sleep(1.0)  # well inside the run
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_default_engine_is_exported_once_and_cached(tmp_path, monkeypatch):
+    from pahs_export.weights import default_checkpoint
+
+    if default_checkpoint("pahs-t") is None:
+        with pytest.raises(PahsError, match="has no default weights"):
+            open_backend(None)
+        return
+    monkeypatch.setenv("PAHS_CACHE", str(tmp_path / "cache"))
+    first = open_backend(None)
+    assert first.name == "onnxruntime" and len(list((tmp_path / "cache").iterdir())) == 1
+    stamp = next((tmp_path / "cache").iterdir()).stat().st_mtime
+    open_backend(None)
+    assert next((tmp_path / "cache").iterdir()).stat().st_mtime == stamp
