@@ -120,7 +120,7 @@ def content_split(split: str) -> list[str]:
 # ----------------------------------------------------------------------------------------------- content
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_photo(name: str) -> np.ndarray:
     """One scikit-image photo as a read-only uint8 array [H, W, 3] (RGB; gray photos are replicated)."""
     if name not in PHOTO_SPLIT:
@@ -419,7 +419,7 @@ def make_clip(seed: int, config: SynthConfig = SynthConfig()) -> tuple[torch.Ten
     # Background canvas: just large enough to hold every sub-frame's view (plus a 2 px margin).
     footprint = np.einsum("nij,pj->npi", camera.matrix, corners) + camera.offset[:, None]
     low, high = footprint.reshape(-1, 2).min(axis=0) - 2.0, footprint.reshape(-1, 2).max(axis=0) + 2.0
-    canvas_w, canvas_h = (int(math.ceil(s)) + 1 for s in high - low)
+    canvas_w, canvas_h = (math.ceil(s) + 1 for s in high - low)
     canvas = render_content(background_name, canvas_h, canvas_w, rng, ref)
     canvas_t = torch.from_numpy(canvas).permute(2, 0, 1)[None].contiguous()
 

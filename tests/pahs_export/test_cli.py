@@ -125,3 +125,13 @@ def test_onnx_errors(tmp_path):
     assert_one_line_error(
         run("pahs-export", "onnx", "--checkpoint", str(ckpt), "--random-init"), "either --checkpoint or --random-init"
     )
+
+
+def test_default_weights_export_and_verify(tmp_path):
+    """The issue's acceptance: `pahs-export onnx --preset pahs-t` then `pahs-export verify` pass."""
+    out = tmp_path / "pahs-t-onnx-fp32"
+    result = run("pahs-export", "onnx", "--preset", "pahs-t", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert '"kind": "default"' in (out / "manifest.json").read_text()
+    result = run("pahs-export", "verify", str(out), "--frames", "30", "--size", "64x48", "--size", "96x32")
+    assert result.returncode == 0 and "PASS: fp32" in result.stdout, result.stdout + result.stderr

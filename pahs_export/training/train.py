@@ -1,0 +1,225 @@
+"""Training PAHS: L1 loss and Adam as in the paper, random crops of sequences, bidirectional clips.
+
+A run directory holds ``last.safetensors`` (weights, loadable by :func:`pahs_export.load_model`),
+``train_state.pt`` (optimizer, step and RNG state, read with ``weights_only=True``), ``best.safetensors``
+(best validation PSNR) and ``log.jsonl`` (one JSON line per validation). Re-running with ``--resume``
+continues from the last saved step, bit-for-bit on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..checkpoint import build_model, load_model, save_checkpoint
+from ..errors import PahsError
+from ..model import PAHS
+from .synth import SynthConfig, SyntheticClips, make_clip
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. ``None`` fields take the defaults documented beside them."""
+
+    preset: str = "pahs-t"  # model preset
+    steps: int = 3000  # optimizer steps
+    batch: int = 4  # clips per step (paper: 4)
+    frames: int = 5  # frames per training clip
+    crop: int = 96  # square crop size, a multiple of 16 (paper: 256)
+    lr: float = 3e-4  # initial Adam learning rate (paper: 1e-4); cosine decay to 1% over the run
+    lookahead: int | None = 19  # backward window while training (the reference model's semantics)
+    seed: int = 0  # everything random derives from this
+    init: str | None = None  # start from these weights (a checkpoint of the same preset) instead of from scratch
+    data: str | None = None  # None: synthetic GOPRO-style clips; else a dataset folder (GOPRO/DVD/REDS/paired)
+    layout: str | None = None  # dataset layout for `data` (None: detect)
+    val_every: int = 250  # steps between validations (and checkpoints)
+    val_clips: int = 4  # held-out synthetic clips used for validation
+    grad_clip: float = 1.0  # max gradient norm (recurrence can spike early on)
+    workers: int = 1  # data-loading processes (synthesis runs there, beside the training threads)
+    device: str = "cpu"  # "cpu" or "cuda"
+    amp: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
+
+
+def _train_dataset(cfg: TrainConfig) -> Dataset:
+    if cfg.data is None:
+        # Seeds of training clips never overlap validation/evaluation seeds (those use the held-out split).
+        synth = SynthConfig(height=cfg.crop, width=cfg.crop, frames=cfg.frames, split="train")
+        return SyntheticClips(seed_base=cfg.seed * 10_000_000, length=cfg.steps * cfg.batch, config=synth)
+    from .datasets import SequenceClips, find_sequences
+
+    sequences = find_sequences(cfg.data, cfg.layout)
+    return SequenceClips(sequences, frames=cfg.frames, crop=cfg.crop, length=cfg.steps * cfg.batch, seed=cfg.seed)
+
+
+def validation_clips(cfg: TrainConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Fixed held-out synthetic clips (content and seeds never used in training)."""
+    synth = SynthConfig(height=cfg.crop, width=cfg.crop, frames=cfg.frames, split="heldout")
+    return [make_clip(900_000 + i, synth) for i in range(cfg.val_clips)]
+
+
+def clip_psnr(restored: torch.Tensor, sharp: torch.Tensor) -> float:
+    """Mean over frames of the PSNR (dB, peak 1) of clamped float frames [..., T, 3, H, W]."""
+    mse = ((restored.clamp(0, 1) - sharp) ** 2).flatten(-3).mean(-1).clamp_min(1e-10)
+    return (10 * torch.log10(1.0 / mse)).mean().item()
+
+
+@torch.no_grad()
+def validate(model: PAHS, clips: list[tuple[torch.Tensor, torch.Tensor]], lookahead: int | None, device) -> dict:
+    model.eval()
+    restored = [clip_psnr(model(b[None].to(device), lookahead=lookahead)[0].float().cpu(), s) for b, s in clips]
+    blurry = [clip_psnr(b, s) for b, s in clips]
+    model.train()
+    return {"val_psnr": sum(restored) / len(restored), "val_blurry_psnr": sum(blurry) / len(blurry)}
+
+
+def _lr_at(cfg: TrainConfig, step: int) -> float:
+    return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps)))
+
+
+def _batches(cfg: TrainConfig, start_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    dataset = _train_dataset(cfg)
+    # Item i is fixed by its index, so resuming at step s continues with exactly the clips s*batch onwards.
+    indices = range(start_step * cfg.batch, len(dataset))
+    loader = DataLoader(
+        torch.utils.data.Subset(dataset, indices),
+        batch_size=cfg.batch,
+        shuffle=False,
+        num_workers=cfg.workers,
+        persistent_workers=False,
+        worker_init_fn=lambda _: torch.set_num_threads(1),
+    )
+    yield from loader
+
+
+def check_config(cfg: TrainConfig) -> None:
+    if cfg.crop % 16 or cfg.crop < 16:
+        raise PahsError(f"expected --crop to be a positive multiple of 16, found {cfg.crop}; try 96 or 128")
+    for name in ("steps", "batch", "frames", "val_every", "val_clips"):
+        if getattr(cfg, name) < 1:
+            raise PahsError(f"expected --{name.replace('_', '-')} of at least 1, found {getattr(cfg, name)}")
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise PahsError("expected a CUDA GPU for --device cuda, found none; use --device cpu")
+
+
+def train_step(
+    model: PAHS, optimizer: torch.optim.Optimizer, blurry: torch.Tensor, sharp: torch.Tensor, cfg: TrainConfig, autocast
+) -> tuple[float, torch.Tensor]:
+    """One optimizer step of L1 loss on a batch [B,T,3,H,W]; returns the loss and the restored batch."""
+    with autocast:
+        restored = model(blurry, lookahead=cfg.lookahead)
+    loss = torch.nn.functional.l1_loss(restored.float(), sharp)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    return loss.item(), restored.detach()
+
+
+def train(
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> Path:
+    """Run (or resume) training; returns the path of the latest checkpoint ``last.safetensors``.
+
+    ``stop_after``: stop after this many steps in this call (checkpointing there), to continue later with
+    ``resume=True``; the result is the same as one uninterrupted run.
+    """
+    check_config(cfg)
+    out = Path(out_dir)
+    state_path, last_path = out / "train_state.pt", out / "last.safetensors"
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise PahsError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)
+
+    step = 0
+    if resume and state_path.is_file():
+        state = torch.load(state_path, weights_only=True)
+        saved = TrainConfig(**state["config"])
+        if saved != cfg:
+            raise PahsError(
+                f"--resume expects the same settings as the run in {out}, found different ones "
+                f"({', '.join(k for k in asdict(cfg) if getattr(cfg, k) != getattr(saved, k))}); "
+                "use the original settings"
+            )
+        model = load_model(last_path, preset=cfg.preset).to(device)
+        step = state["step"]
+    elif cfg.init is not None:
+        model = load_model(cfg.init, preset=cfg.preset, bidirectional=True).to(device)
+    else:
+        model = build_model(cfg.preset).to(device)
+        # Start as the identity (restored = frame): the global residual's last layer begins at zero.
+        final = model.reconstructor.body[-1]
+        torch.nn.init.zeros_(final.weight)
+        torch.nn.init.zeros_(final.bias)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
+    best = -math.inf
+    if resume and state_path.is_file():
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        best = state["best"]
+
+    val = validation_clips(cfg)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
+    log = (out / "log.jsonl").open("a")
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True)
+    started, running = time.monotonic(), None
+    last_step = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
+    for blurry, sharp in _batches(cfg, step):
+        if step >= last_step:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(cfg, step)
+        blurry, sharp = blurry.to(device), sharp.to(device)
+        loss, restored = train_step(model, optimizer, blurry, sharp, cfg, autocast)
+        step += 1
+        running = loss if running is None else 0.95 * running + 0.05 * loss
+        if bar:
+            bar.update(1)
+            bar.set_postfix(loss=f"{running:.4f}", psnr=f"{clip_psnr(restored.float(), sharp):.2f}")
+        if step % cfg.val_every == 0 or step == last_step:
+            metrics = validate(model, val, cfg.lookahead, device)
+            record = {"step": step, "loss": running, "lr": _lr_at(cfg, step), "seconds": time.monotonic() - started}
+            record.update(metrics)
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            if bar:
+                bar.write(
+                    f"step {step}: val PSNR {metrics['val_psnr']:.2f} dB (blurry {metrics['val_blurry_psnr']:.2f})"
+                )
+            extra = {"train_step": str(step), "train_config": json.dumps(asdict(cfg))}
+            save_checkpoint(model, last_path, extra=extra)
+            if metrics["val_psnr"] > best:
+                best = metrics["val_psnr"]
+                save_checkpoint(model, out / "best.safetensors", extra=extra)
+            torch.save(
+                {
+                    "config": asdict(cfg),
+                    "step": step,
+                    "optimizer": optimizer.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "best": best,
+                },
+                state_path,
+            )
+    if bar:
+        bar.close()
+    log.close()
+    return last_path

@@ -1,0 +1,32 @@
+"""FP16 and INT8 graphs of the default weights meet the quality targets on a generated held-out clip.
+
+The full report (>= 100 frames, plots) is `pahs-export verify` on each precision artifact; this keeps CI
+fast with 2 x 20 frames. Tolerances: pahs_export.verify.TOLERANCES (FP16 >= 45 dB vs FP32 at every frame;
+INT8 >= 35 dB and <= 0.3 dB below FP32 against ground truth).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pahs_export import load_model
+from pahs_export.artifact import read_artifact
+from pahs_export.onnx_export import artifact_from_model
+from pahs_export.samples import sample_pair
+from pahs_export.verify import TOLERANCES, verify_backend
+from pahs_export.weights import default_checkpoint
+from runtime.backends.ort_backend import OnnxRuntimeBackend
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_quality_targets(precision, tmp_path, monkeypatch):
+    monkeypatch.setenv("PAHS_CACHE", str(tmp_path / "cache"))
+    model = load_model(default_checkpoint("pahs-t"))
+    art = read_artifact(
+        artifact_from_model(model, tmp_path / precision, source={"kind": "default"}, precision=precision)
+    )
+    clips = [sample_pair(20, 96, 64, seed=s) for s in (0, 1)]
+    results = verify_backend(OnnxRuntimeBackend(art), model, clips, TOLERANCES[precision])
+    for r in results:
+        assert r.passed, (precision, r.worst_psnr, r.gt_drop)
+        assert r.worst_psnr >= TOLERANCES[precision].min_psnr
