@@ -86,6 +86,10 @@ def onnx(
         Optional[str],
         typer.Option("--calibration-method", help="INT8: minmax | entropy | percentile (default minmax)."),
     ] = None,
+    int8_target: Annotated[
+        Optional[str],
+        typer.Option("--int8-target", help="INT8: tensorrt (symmetric, default) | cpu (ONNX Runtime on x86)."),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Export single-step ONNX graphs (state as explicit inputs/outputs) and manifest.json into one folder."""
@@ -99,9 +103,10 @@ def onnx(
     prec = precision or "fp32"
     if prec not in PRECISIONS:
         raise PahsError(f"expected --precision among {', '.join(PRECISIONS)}, found {prec!r}")
-    if prec != "int8" and (calibration or calibration_method):
-        raise PahsError(f"expected --calibration options only with --precision int8, found --precision {prec}")
-    int8 = Int8Options() if calibration_method is None else replace(Int8Options(), method=calibration_method)
+    if prec != "int8" and (calibration or calibration_method or int8_target):
+        raise PahsError(f"expected INT8 options only with --precision int8, found --precision {prec}")
+    int8_changes = {"method": calibration_method, "target": int8_target}
+    int8 = replace(Int8Options(), **{k: v for k, v in int8_changes.items() if v is not None})
     cal = None
     if calibration:
         from calibration.data import CalibrationSet
@@ -111,7 +116,8 @@ def onnx(
     model, source = resolve_model(
         checkpoint, preset, random_init=random_init, seed=seed, bidirectional=False if unidirectional else None
     )
-    out = output or Path(f"{model.preset.name}-onnx-{prec}")
+    suffix = "-cpu" if prec == "int8" and int8.target == "cpu" else ""
+    out = output or Path(f"{model.preset.name}-onnx-{prec}{suffix}")
     artifact_from_model(
         model,
         out,
@@ -244,7 +250,6 @@ def trt(
     from .tensorrt_artifact import Profile
     from .tensorrt_build import BuildOptions, import_tensorrt, trt_artifact_from_onnx
 
-    import_tensorrt()  # first: without TensorRT nothing else is worth doing
     if fp16 and int8:
         raise PahsError("expected at most one of --fp16 and --int8, found both; pick one")
     precision = "fp16" if fp16 else "int8" if int8 else "fp32"
@@ -254,6 +259,22 @@ def trt(
     batch = {"max_batch": max_batch} if max_batch else {}
     profile = replace(Profile(), **sizes, **batch)
     out = output or Path("pahs.plan")
+    if onnx_artifact is not None:
+        from .artifact import read_artifact
+
+        art = read_artifact(onnx_artifact)
+        if art.precision != precision:
+            raise PahsError(
+                f"expected an ONNX artifact of precision {precision}, found {art.precision} in {onnx_artifact}; "
+                f"export one with `pahs-export onnx --precision {precision}`"
+            )
+        target = next(iter(art.manifest["precision_details"].values()), {}).get("target", "tensorrt")
+        if target != "tensorrt":
+            raise PahsError(
+                f"expected INT8 graphs with TensorRT's conventions, found --int8-target {target} in {onnx_artifact}; "
+                "export with `pahs-export onnx --precision int8` (default target tensorrt)"
+            )
+    import_tensorrt()  # before any heavy work: without TensorRT nothing else is worth doing
     if onnx_artifact is None:
         from .onnx_export import artifact_from_model
         from .weights import resolve_model
@@ -261,15 +282,6 @@ def trt(
         model, source = resolve_model(checkpoint, preset)
         onnx_artifact = out.with_name(f"{out.stem}-onnx-{precision}")
         artifact_from_model(model, onnx_artifact, source=source, precision=precision, overwrite=overwrite)
-    else:
-        from .artifact import read_artifact
-
-        found = read_artifact(onnx_artifact).precision
-        if found != precision:
-            raise PahsError(
-                f"expected an ONNX artifact of precision {precision}, found {found} in {onnx_artifact}; "
-                f"export one with `pahs-export onnx --precision {precision}`"
-            )
     options = BuildOptions(profile, opt_level, workspace, timing_cache)
     trt_artifact_from_onnx(onnx_artifact, out, options, overwrite=overwrite)
     typer.echo(f"wrote {out}/ ({precision} engines, profile {profile.describe()})")

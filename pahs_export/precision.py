@@ -10,7 +10,10 @@ DequantizeLinear nodes, and ONNX Runtime on the CPU can check both numerically.
   measurement recorded in docs/PRECISION.md decided it for the carried state.
 - INT8: ONNX Runtime's ``quantize_static`` in QDQ format with TensorRT's conventions: symmetric int8
   (zero point 0) for weights (per output channel) and activations (per tensor), biases left in float,
-  ConvTranspose weights per channel on axis 1 (its output-channel axis). The SNLA attention path, the
+  ConvTranspose weights per channel on axis 1 (its output-channel axis). A second target, "cpu", follows
+  ONNX Runtime's recipe for x86 instead (uint8 asymmetric activations): with symmetric activations ORT's CPU
+  provider cannot fold ReLUs into its quantized convolutions and runs about half of them in float, slower
+  than FP32 (docs/PRECISION.md); such graphs are not for TensorRT. The SNLA attention path, the
   final convolution (the residual image) and the global residual Add are excluded from quantization.
 """
 
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +34,7 @@ from .errors import PahsError
 
 PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+INT8_TARGETS = ("tensorrt", "cpu")
 
 # The SNLA attention core: every node of these types inside an SNLA module (logits MatMul and their 1/sqrt(d)
 # Mul, Softmax, ReduceMean -> select (MatMul, Add) -> Sigmoid, the S_NL*S_sel Mul and the MatMul with v).
@@ -59,9 +65,12 @@ def fp16_graph_from_fp32(src: Path, dst: Path, options: Fp16Options = Fp16Option
 
     proto = onnx.load(str(src))
     keep = attention_core_nodes(proto) + list(options.extra_fp32_nodes)
-    converted = float16.convert_float_to_float16(
-        proto, keep_io_types=options.keep_io_fp32, node_block_list=keep, disable_shape_infer=False
-    )
+    with warnings.catch_warnings():
+        # one warning per weight below FP16's smallest normal number (it is flushed to +-1e-7): expected
+        warnings.filterwarnings("ignore", message="the float32 number", category=UserWarning)
+        converted = float16.convert_float_to_float16(
+            proto, keep_io_types=options.keep_io_fp32, node_block_list=keep, disable_shape_infer=False
+        )
     onnx.checker.check_model(converted, full_check=True)
     onnx.save(converted, str(dst))
     return {"converter": "onnxconverter-common convert_float_to_float16", "fp32_nodes": keep, **asdict(options)}
@@ -71,6 +80,8 @@ def fp16_graph_from_fp32(src: Path, dst: Path, options: Fp16Options = Fp16Option
 class Int8Options:
     """How the INT8 (Q/DQ) graphs are made."""
 
+    target: str = "tensorrt"  # "tensorrt": symmetric int8 activations (what TensorRT requires); "cpu": ONNX
+    # Runtime's x86 recipe, uint8 asymmetric activations, which its CPU kernels fuse fully (not for TensorRT)
     method: str = "minmax"  # calibration: minmax | entropy | percentile
     percentile: float = 99.999  # with method percentile
     exclude_attention: bool = True  # keep the SNLA attention core in float
@@ -121,6 +132,8 @@ def int8_graph_from_fp32(
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    if options.target not in INT8_TARGETS:
+        raise PahsError(f"expected an INT8 target among {', '.join(INT8_TARGETS)}, found {options.target!r}")
     if options.method not in CALIBRATION_METHODS:
         raise PahsError(
             f"expected a calibration method among {', '.join(CALIBRATION_METHODS)}, found {options.method!r}"
@@ -132,27 +145,34 @@ def int8_graph_from_fp32(
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }[options.method]
+    cpu = options.target == "cpu"
     extra = {
-        "ActivationSymmetric": True,
+        "ActivationSymmetric": not cpu,
         "WeightSymmetric": True,
         "QuantizeBias": False,  # biases stay float (TensorRT fuses them itself)
         "QDQOpTypePerChannelSupportToAxis": {"ConvTranspose": 1},  # [Cin, Cout, k, k]: output channels on axis 1
     }
     if options.method == "percentile":
         extra["CalibPercentile"] = options.percentile
-    quantize_static(
-        str(src),
-        str(dst),
-        _FeedReader(feeds) if feeds is not None else None,
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QInt8,
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=exclude,
-        calibrate_method=method,
-        extra_options=extra,
-        calibration_cache_path=str(cache) if cache is not None else None,
-    )
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))  # ORT logs pre-processing advice on the root logger; not for us
+    try:
+        quantize_static(
+            str(src),
+            str(dst),
+            _FeedReader(feeds) if feeds is not None else None,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8 if cpu else QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=exclude,
+            calibrate_method=method,
+            extra_options=extra,
+            calibration_cache_path=str(cache) if cache is not None else None,
+        )
+    finally:
+        root.setLevel(level)
     out = onnx.load(str(dst))
     onnx.checker.check_model(out, full_check=True)
     return {"quantizer": "onnxruntime quantize_static (QDQ)", "excluded_nodes": exclude, **asdict(options)}

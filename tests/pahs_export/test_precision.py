@@ -224,3 +224,42 @@ def test_unknown_precision_and_method(tmp_path, model):
             model, tmp_path / "y", source=SOURCE, precision="int8", int8=Int8Options(method="magic"), calibration=TINY
         )
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_cpu_target_runs_real_int8_kernels(tmp_path, model, monkeypatch):
+    """The "cpu" target (uint8 activations): ONNX Runtime fuses every quantized conv into QLinearConv."""
+    import onnxruntime as ort
+
+    from pahs_export.precision import Int8Options
+
+    monkeypatch.setenv("PAHS_CACHE", str(tmp_path / "cache"))
+    art = read_artifact(
+        onnx_export.artifact_from_model(
+            model, tmp_path / "cpu", source=SOURCE, precision="int8", int8=Int8Options(target="cpu"), calibration=TINY
+        )
+    )
+    assert {d["target"] for d in art.manifest["precision_details"].values()} == {"cpu"}
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(str(art.graphs["forward"]), opts, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
+    excluded = len(art.manifest["precision_details"]["forward"]["excluded_nodes"])
+    assert ops.count("QLinearConv") >= 70 and ops.count("Conv") <= 3, (ops.count("QLinearConv"), excluded)
+
+
+def test_trt_refuses_cpu_target(tmp_path, model, monkeypatch):
+    import subprocess
+    import sys
+
+    from pahs_export.precision import Int8Options
+
+    monkeypatch.setenv("PAHS_CACHE", str(tmp_path / "cache"))
+    out = onnx_export.artifact_from_model(
+        model, tmp_path / "cpu", source=SOURCE, precision="int8", int8=Int8Options(target="cpu"), calibration=TINY
+    )
+    code = "import sys; from pahs_export.cli import main; sys.argv[0] = 'pahs-export'; main()"
+    r = subprocess.run(
+        [sys.executable, "-c", code, "trt", "--int8", "--onnx", str(out)], capture_output=True, text=True
+    )
+    assert r.returncode == 2 and "TensorRT's conventions, found --int8-target cpu" in r.stderr

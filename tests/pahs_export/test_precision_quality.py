@@ -12,18 +12,20 @@ import pytest
 from pahs_export import load_model
 from pahs_export.artifact import read_artifact
 from pahs_export.onnx_export import artifact_from_model
+from pahs_export.precision import Int8Options
 from pahs_export.samples import sample_pair
 from pahs_export.verify import TOLERANCES, verify_backend
 from pahs_export.weights import default_checkpoint
 from runtime.backends.ort_backend import OnnxRuntimeBackend
 
 
-@pytest.mark.parametrize("precision", ["fp16", "int8"])
-def test_quality_targets(precision, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("precision", "target"), [("fp16", None), ("int8", "tensorrt"), ("int8", "cpu")])
+def test_quality_targets(precision, target, tmp_path, monkeypatch):
     monkeypatch.setenv("PAHS_CACHE", str(tmp_path / "cache"))
     model = load_model(default_checkpoint("pahs-t"))
+    int8 = Int8Options(target=target or "tensorrt")
     art = read_artifact(
-        artifact_from_model(model, tmp_path / precision, source={"kind": "default"}, precision=precision)
+        artifact_from_model(model, tmp_path / precision, source={"kind": "default"}, precision=precision, int8=int8)
     )
     clips = [sample_pair(20, 96, 64, seed=s) for s in (0, 1)]
     results = verify_backend(OnnxRuntimeBackend(art), model, clips, TOLERANCES[precision])
