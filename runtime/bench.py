@@ -353,8 +353,9 @@ def growth_curves(preset: str, size: tuple[int, int], lookahead: int, chunk: int
     model = build_model(preset)
     width, height = size
     out: dict[str, list[dict]] = {"fps_vs_lookahead": [], "memory_vs_length": []}
-    clip = _synthetic_frames(2 * chunk, width, height)
-    for n in sorted({0, lookahead // 2, lookahead, 2 * lookahead}):
+    lookaheads = sorted({0, lookahead // 2, lookahead, 2 * lookahead})
+    clip = _synthetic_frames(2 * (chunk + lookaheads[-1]), width, height)  # long enough for every lookahead
+    for n in lookaheads:
         fps, _, calls, _ = measure(lambda: TorchBackend(model), clip, n, chunk, 1)
         out["fps_vs_lookahead"].append({"lookahead": n, "fps": fps[0], "backward_steps_per_frame": calls["backward"]})
     for length in (2 * (chunk + lookahead), 6 * (chunk + lookahead)):
@@ -384,7 +385,7 @@ def plot_fps(report: Report, path: Path) -> Path:
         )
         ax.plot([r.width * r.height / 1e6 for r in rs], [r.fps for r in rs], "o-", label=f"{preset} {variant}")
     ax.set(xlabel="megapixels per frame", ylabel="frames/s (bidirectional, median)", xscale="log", yscale="log")
-    ax.set_title(f"pahs-bench on {report.machine.get('cores')} cores / {report.machine.get('gpu')}")
+    ax.set_title(f"pahs-bench: {report.machine.get('cores')} CPU cores, GPU: {report.machine.get('gpu')}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
