@@ -157,11 +157,10 @@ def verify(
 ) -> None:
     """Drive the graphs with ONNX Runtime (CPU) over held-out clips and compare every frame with FP32 PyTorch."""
     from .artifact import read_artifact
-    from .checkpoint import load_model
     from .errors import PahsError
     from .samples import sample_pair
     from .verify import TOLERANCES, VerifyReport, plot_report, reference_evaluator_check, verify_backend
-    from .weights import reference_checkpoint
+    from .weights import reference_checkpoint, reference_model
 
     art = read_artifact(artifact)
     art.check_hashes()
@@ -176,8 +175,8 @@ def verify(
     n_frames = frames or (30 if art.precision == "fp32" else 60)
     if n_frames < 1:
         raise PahsError(f"expected --frames of at least 1, found {n_frames}")
-    ckpt = reference_checkpoint(art.path, art.manifest["checkpoint"], checkpoint)
-    model = load_model(ckpt, preset=art.preset, bidirectional=art.bidirectional)
+    ckpt = reference_checkpoint(art, checkpoint)
+    model = reference_model(art, checkpoint)
 
     from runtime.backends.ort_backend import OnnxRuntimeBackend
 
@@ -289,13 +288,12 @@ def trt(
         from runtime.backends.trt_backend import TensorRTBackend
 
         from .artifact import read_artifact
-        from .checkpoint import load_model
         from .samples import sample_pair
         from .verify import TOLERANCES, verify_backend
-        from .weights import reference_checkpoint
+        from .weights import reference_model
 
         art = read_artifact(onnx_artifact)
-        model = load_model(reference_checkpoint(art.path, art.manifest["checkpoint"], None))
+        model = reference_model(art)
         backend = TensorRTBackend(out)
         w, h = profile.opt_size
         results = verify_backend(backend, model, [sample_pair(verify_frames, w, h)], TOLERANCES[precision])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .artifact import Artifact
 from .checkpoint import file_sha256, load_model
 from .errors import PahsError
 from .model import PAHS
@@ -61,12 +62,13 @@ def resolve_model(
     return model, {"kind": "default", "path": f"pahs_export/weights/{default.name}", "sha256": file_sha256(default)}
 
 
-def reference_checkpoint(artifact_path: Path, source: dict[str, Any], override: str | Path | None) -> Path:
+def reference_checkpoint(artifact: Artifact, override: str | Path | None = None) -> Path:
     """The checkpoint an artifact was exported from, found again and checked by sha256."""
     if override is not None:
         return Path(override)
+    source = artifact.manifest["checkpoint"]
     if "file" in source:
-        return artifact_path / source["file"]
+        return artifact.path / source["file"]
     if source.get("kind") == "default":
         path = WEIGHTS_DIR / Path(source["path"]).name
     else:
@@ -81,3 +83,10 @@ def reference_checkpoint(artifact_path: Path, source: dict[str, Any], override: 
             "pass the right file with --checkpoint or export again"
         )
     return path
+
+
+def reference_model(artifact: Artifact, override: str | Path | None = None) -> PAHS:
+    """The FP32 PyTorch model an artifact was exported from (its preset and direction checked)."""
+    return load_model(
+        reference_checkpoint(artifact, override), preset=artifact.preset, bidirectional=artifact.bidirectional
+    )

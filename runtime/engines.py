@@ -72,7 +72,7 @@ def default_artifact() -> Path:
 
 
 def _open_torch(engine: Path | None, kind: str | None, device: str) -> Backend:
-    from pahs_export.weights import reference_checkpoint, resolve_model
+    from pahs_export.weights import reference_model, resolve_model
 
     from .backends.torch_backend import TorchBackend
 
@@ -80,7 +80,7 @@ def _open_torch(engine: Path | None, kind: str | None, device: str) -> Backend:
         model = load_model(engine)
     elif kind == "onnx":  # the reference the artifact was exported from
         art = read_artifact(engine)
-        model = load_model(reference_checkpoint(art.path, art.manifest["checkpoint"], None))
+        model = reference_model(art)
     elif kind is None:
         model, _ = resolve_model(None, None)
     else:

@@ -139,18 +139,17 @@ def test_bare_plan_file_and_missing_tensorrt(tmp_path, onnx_manifest):
 def test_build_and_run_engines(tmp_path, onnx_manifest):
     """On a machine with TensorRT and a GPU: build FP32 engines and match PyTorch within 1e-3 over 8 frames."""
     from pahs_export.artifact import read_artifact
-    from pahs_export.checkpoint import load_model
     from pahs_export.tensorrt_build import BuildOptions, trt_artifact_from_onnx
-    from pahs_export.weights import reference_checkpoint
+    from pahs_export.weights import reference_model
     from runtime.loop import restore_clip
 
-    path, manifest = onnx_manifest
+    path, _ = onnx_manifest
     out = trt_artifact_from_onnx(
         path, tmp_path / "pahs.plan", BuildOptions(Profile(opt_size=(128, 64), max_size=(256, 128)))
     )
     backend = open_backend(out)
     art = read_artifact(path)
-    model = load_model(reference_checkpoint(art.path, manifest["checkpoint"], None))
+    model = reference_model(art)
     clip = torch.rand(8, 3, 64, 128)
     with torch.no_grad():
         ref = model(clip[None], lookahead=None)[0]
