@@ -33,3 +33,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Exports and calibration ranges go to a temporary cache, never the user's ~/.cache/pahs."""
+    import os
+
+    os.environ["PAHS_CACHE"] = str(tmp_path_factory.mktemp("pahs-cache"))

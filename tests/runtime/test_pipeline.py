@@ -181,3 +181,22 @@ def test_default_engine_is_exported_once_and_cached(tmp_path, monkeypatch):
     stamp = next((tmp_path / "cache").iterdir()).stat().st_mtime
     open_backend(None)
     assert next((tmp_path / "cache").iterdir()).stat().st_mtime == stamp
+
+
+def test_readme_run_command_on_the_sample_clip(tmp_path):
+    """The README's run command, as written there, deblurs the provided sample with the embedded default."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    command = re.search(r"<!-- ci:run -->\n```bash\n(.+?)\n```", readme).group(1)
+    args = shlex.split(command)
+    assert args[0] == "pahs-run"
+    args = [str(root / a) if a.startswith("samples/") else str(tmp_path / a) if a.endswith(".mp4") else a for a in args]
+    result = pahs_run(*args[1:], "-q")
+    assert result.returncode == 0, result.stderr
+    info, frames = frames_of(tmp_path / "deblurred.mp4")
+    assert (info.width, info.height, len(frames)) == (320, 192, 60)
+    assert frames_of(tmp_path / "side-by-side.mp4")[0].width == 644
