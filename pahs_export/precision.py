@@ -19,11 +19,13 @@ DequantizeLinear nodes, and ONNX Runtime on the CPU can check both numerically.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -82,7 +84,7 @@ class Int8Options:
 
     target: str = "tensorrt"  # "tensorrt": symmetric int8 activations (what TensorRT requires); "cpu": ONNX
     # Runtime's x86 recipe, uint8 asymmetric activations, which its CPU kernels fuse fully (not for TensorRT)
-    method: str = "minmax"  # calibration: minmax | entropy | percentile
+    method: str = "percentile"  # calibration: minmax | entropy | percentile (measured best: docs/PRECISION.md)
     percentile: float = 99.999  # with method percentile
     exclude_attention: bool = True  # keep the SNLA attention core in float
     exclude_final_conv: bool = True  # keep the last reconstructor conv and the global residual Add in float
@@ -154,10 +156,7 @@ def int8_graph_from_fp32(
     }
     if options.method == "percentile":
         extra["CalibPercentile"] = options.percentile
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(max(level, logging.ERROR))  # ORT logs pre-processing advice on the root logger; not for us
-    try:
+    with _quiet_quantizer(), _histogram_errors(options.method):
         quantize_static(
             str(src),
             str(dst),
@@ -171,11 +170,37 @@ def int8_graph_from_fp32(
             extra_options=extra,
             calibration_cache_path=str(cache) if cache is not None else None,
         )
-    finally:
-        root.setLevel(level)
     out = onnx.load(str(dst))
     onnx.checker.check_model(out, full_check=True)
     return {"quantizer": "onnxruntime quantize_static (QDQ)", "excluded_nodes": exclude, **asdict(options)}
+
+
+@contextlib.contextmanager
+def _histogram_errors(method: str) -> Iterator[None]:
+    """ORT's histogram calibrators (percentile, entropy) fail on a tensor that never varies over the data."""
+    try:
+        yield
+    except ValueError as e:
+        if "bins" not in str(e):
+            raise
+        raise PahsError(
+            f"expected every calibrated tensor to vary over the calibration data for --calibration-method {method}, "
+            "found one that does not (too little data?); add clips with --calibration or use minmax"
+        ) from None
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """ORT's quantizer logs pre-processing advice on the root logger and its histogram calibrators print
+    progress to stdout; neither is for our users. Restores both afterwards."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
 
 
 def calibration_key(graph_sha256: str, data_sha256: str, options: Int8Options) -> str:

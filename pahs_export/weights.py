@@ -70,7 +70,7 @@ def reference_checkpoint(artifact: Artifact, override: str | Path | None = None)
     if "file" in source:
         return artifact.path / source["file"]
     if source.get("kind") == "default":
-        path = WEIGHTS_DIR / Path(source["path"]).name
+        path = WEIGHTS_DIR / Path(source.get("path") or f"{artifact.preset}.safetensors").name
     else:
         path = Path(source.get("path", ""))
     if not path.is_file():

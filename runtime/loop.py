@@ -1,7 +1,4 @@
-"""Driving a backend over a clip held in memory (the exact full-sequence semantics).
-
-The streaming, bounded-memory driver for video files builds on the same backend interface.
-"""
+"""Driving a backend over a clip held in memory: the exact full-sequence result (``lookahead=None``)."""
 
 from __future__ import annotations
 
@@ -9,33 +6,15 @@ import torch
 from torch import Tensor
 
 from .backends import Backend
+from .driver import restore_stream
 
 
 def restore_clip(backend: Backend, frames: Tensor) -> Tensor:
-    """Restore ``frames`` [T,3,H,W] (or [N,T,3,H,W]) float32 in [0, 1]; same shape out, not clamped.
+    """Restore ``frames`` [T,3,H,W] float32 in [0, 1]; [T,3,H,W] out on the CPU, not clamped.
 
-    Bidirectional: forward pass from zero state, one backward pass from zero state at the last frame
-    (``model(frames, lookahead=None)``), fuse. Online: one step per frame.
+    Bidirectional: forward pass from zero state, one backward pass from zero state at the last frame (the
+    reference's ``model(frames[None], lookahead=None)``); online: one step per frame. This is the streaming
+    driver with a single chunk covering the clip.
     """
-    batched = frames.dim() == 5
-    x = (frames if batched else frames[None]).to(backend.device, torch.float32)
-    t_total = x.shape[1]
-    h, feat = backend.initial_state(x[:, 0])
-    if not backend.bidirectional:
-        out = []
-        for t in range(t_total):
-            restored, h, feat = backend.step(x[:, t], h, feat)
-            out.append(restored)
-    else:
-        fwd = []
-        for t in range(t_total):
-            h, feat = backend.forward_step(x[:, t], h, feat)
-            fwd.append(feat)
-        h, feat = backend.initial_state(x[:, 0])
-        out = [None] * t_total
-        for t in range(t_total - 1, -1, -1):
-            h, feat = backend.backward_step(x[:, t], h, feat)
-            out[t] = backend.fuse(x[:, t], fwd[t], feat)
-            fwd[t] = None  # free as we go
-    y = torch.stack(out, dim=1)
-    return y if batched else y[0]
+    t_total = frames.shape[0]
+    return torch.stack([x.cpu() for x in restore_stream(backend, iter(frames), lookahead=0, chunk=t_total)])

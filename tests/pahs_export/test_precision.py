@@ -15,11 +15,13 @@ import pahs_export.onnx_export as onnx_export
 from calibration.data import CalibrationSet, load_clips, record_feeds
 from pahs_export import PahsError, build_model
 from pahs_export.artifact import read_artifact
-from pahs_export.precision import FINAL_CONV, attention_core_nodes
+from pahs_export.precision import FINAL_CONV, Int8Options, attention_core_nodes
 from runtime.backends.ort_backend import OnnxRuntimeBackend
 from runtime.loop import restore_clip
 
 TINY = CalibrationSet(clips=1, frames=3, size=48)
+# 3 frames of random-weight activations are too little for histogram calibration (see test_histogram_error)
+MINMAX = Int8Options(method="minmax")
 SOURCE = {"kind": "random-init", "seed": 0}
 
 
@@ -40,7 +42,7 @@ def int8(tmp_path_factory, model, cache):
         mp.setenv("PAHS_CACHE", str(cache))
         out = tmp_path_factory.mktemp("int8") / "art"
         return read_artifact(
-            onnx_export.artifact_from_model(model, out, source=SOURCE, precision="int8", calibration=TINY)
+            onnx_export.artifact_from_model(model, out, source=SOURCE, precision="int8", int8=MINMAX, calibration=TINY)
         )
 
 
@@ -180,7 +182,9 @@ def test_calibration_cache_reused_and_invalidated(tmp_path, model, monkeypatch, 
     orig_record = cd.record_feeds
     monkeypatch.setattr(cd, "record_feeds", lambda *a, **k: calls.append(1) or orig_record(*a, **k))
     second = read_artifact(
-        onnx_export.artifact_from_model(model, tmp_path / "again", source=SOURCE, precision="int8", calibration=TINY)
+        onnx_export.artifact_from_model(
+            model, tmp_path / "again", source=SOURCE, precision="int8", int8=MINMAX, calibration=TINY
+        )
     )
     assert second.manifest["calibration"]["from_cache"] and calls == []
     assert second.manifest["calibration"]["cache_keys"] == int8.manifest["calibration"]["cache_keys"]
@@ -189,14 +193,16 @@ def test_calibration_cache_reused_and_invalidated(tmp_path, model, monkeypatch, 
     # other data: recalibrated
     other = CalibrationSet(clips=1, frames=3, size=48, seed=999)
     third = read_artifact(
-        onnx_export.artifact_from_model(model, tmp_path / "data", source=SOURCE, precision="int8", calibration=other)
+        onnx_export.artifact_from_model(
+            model, tmp_path / "data", source=SOURCE, precision="int8", int8=MINMAX, calibration=other
+        )
     )
     assert not third.manifest["calibration"]["from_cache"] and calls == [1]
     # another model: recalibrated
     torch.manual_seed(12)
     fourth = read_artifact(
         onnx_export.artifact_from_model(
-            build_model("pahs-t"), tmp_path / "model", source=SOURCE, precision="int8", calibration=TINY
+            build_model("pahs-t"), tmp_path / "model", source=SOURCE, precision="int8", int8=MINMAX, calibration=TINY
         )
     )
     assert not fourth.manifest["calibration"]["from_cache"] and calls == [1, 1]
@@ -217,8 +223,6 @@ def test_calibration_input_errors(tmp_path, model):
 def test_unknown_precision_and_method(tmp_path, model):
     with pytest.raises(PahsError, match="expected a precision among fp32, fp16, int8"):
         onnx_export.artifact_from_model(model, tmp_path / "x", source=SOURCE, precision="int4")
-    from pahs_export.precision import Int8Options
-
     with pytest.raises(PahsError, match="calibration method"):
         onnx_export.artifact_from_model(
             model, tmp_path / "y", source=SOURCE, precision="int8", int8=Int8Options(method="magic"), calibration=TINY
@@ -230,12 +234,15 @@ def test_cpu_target_runs_real_int8_kernels(tmp_path, model, monkeypatch):
     """The "cpu" target (uint8 activations): ONNX Runtime fuses every quantized conv into QLinearConv."""
     import onnxruntime as ort
 
-    from pahs_export.precision import Int8Options
-
     monkeypatch.setenv("PAHS_CACHE", str(tmp_path / "cache"))
     art = read_artifact(
         onnx_export.artifact_from_model(
-            model, tmp_path / "cpu", source=SOURCE, precision="int8", int8=Int8Options(target="cpu"), calibration=TINY
+            model,
+            tmp_path / "cpu",
+            source=SOURCE,
+            precision="int8",
+            int8=Int8Options(target="cpu", method="minmax"),
+            calibration=TINY,
         )
     )
     assert {d["target"] for d in art.manifest["precision_details"].values()} == {"cpu"}
@@ -252,14 +259,26 @@ def test_trt_refuses_cpu_target(tmp_path, model, monkeypatch):
     import subprocess
     import sys
 
-    from pahs_export.precision import Int8Options
-
     monkeypatch.setenv("PAHS_CACHE", str(tmp_path / "cache"))
     out = onnx_export.artifact_from_model(
-        model, tmp_path / "cpu", source=SOURCE, precision="int8", int8=Int8Options(target="cpu"), calibration=TINY
+        model,
+        tmp_path / "cpu",
+        source=SOURCE,
+        precision="int8",
+        int8=Int8Options(target="cpu", method="minmax"),
+        calibration=TINY,
     )
     code = "import sys; from pahs_export.cli import main; sys.argv[0] = 'pahs-export'; main()"
     r = subprocess.run(
         [sys.executable, "-c", code, "trt", "--int8", "--onnx", str(out)], capture_output=True, text=True
     )
     assert r.returncode == 2 and "TensorRT's conventions, found --int8-target cpu" in r.stderr
+
+
+def test_histogram_error(tmp_path, model, monkeypatch):
+    """One calibration frame: h_prev is all zeros, which ORT's percentile calibrator cannot histogram."""
+    monkeypatch.setenv("PAHS_CACHE", str(tmp_path / "cache"))
+    one = CalibrationSet(clips=1, frames=1, size=32)
+    with pytest.raises(PahsError, match=r"vary over the calibration data .* or use minmax"):
+        onnx_export.artifact_from_model(model, tmp_path / "x", source=SOURCE, precision="int8", calibration=one)
+    assert not (tmp_path / "x").exists()

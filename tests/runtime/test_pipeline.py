@@ -200,3 +200,21 @@ def test_readme_run_command_on_the_sample_clip(tmp_path):
     info, frames = frames_of(tmp_path / "deblurred.mp4")
     assert (info.width, info.height, len(frames)) == (320, 192, 60)
     assert frames_of(tmp_path / "side-by-side.mp4")[0].width == 644
+
+
+@pytest.mark.parametrize(("precision", "target"), [("fp16", "tensorrt"), ("int8", "cpu")])
+def test_precision_artifacts_run_through_pahs_run(tmp_path, precision, target):
+    """pahs-run --engine runs FP16 and INT8 graphs on ONNX Runtime; --verify uses their precision's tolerance."""
+    from pahs_export.onnx_export import artifact_from_model
+    from pahs_export.precision import Int8Options
+    from pahs_export.weights import resolve_model
+
+    model, source = resolve_model(None, "pahs-t")
+    art = artifact_from_model(
+        model, tmp_path / "art", source=source, precision=precision, int8=Int8Options(target=target)
+    )
+    src = make_folder(tmp_path / "seq", n=4, width=48, height=32)
+    result = pahs_run(str(src), "--engine", str(art), "--verify", "4", "-o", str(tmp_path / "out") + "/", "-q")
+    assert result.returncode == 0, result.stderr
+    assert f"PASS: onnxruntime on cpu ({precision}) vs PyTorch over 4 frames" in result.stdout
+    assert len(list((tmp_path / "out").iterdir())) == 4
