@@ -35,6 +35,8 @@ VARIANTS: dict[str, tuple[str, str]] = {
     "onnxruntime-int8": ("onnxruntime", "int8"),  # TensorRT's Q/DQ conventions
     "onnxruntime-int8-cpu": ("onnxruntime", "int8-cpu"),  # ONNX Runtime's x86 recipe
     "torch-cuda": ("torch", "fp32"),
+    "torch-cuda-fp16": ("torch", "fp16"),  # autocast
+    "torch-cuda-bf16": ("torch", "bf16"),  # autocast
     "tensorrt-fp16": ("tensorrt", "fp16"),
     "tensorrt-int8": ("tensorrt", "int8"),
 }
@@ -242,14 +244,22 @@ def run_bench(
                 clip = _synthetic_frames(frames, width, height)
                 for variant in variants:
                     backend_name, precision = VARIANTS[variant]
-                    device = "cuda" if variant in ("torch-cuda",) or backend_name == "tensorrt" else "cpu"
+                    device = "cuda" if variant.startswith("torch-cuda") or backend_name == "tensorrt" else "cpu"
                     if device == "cuda" and not torch.cuda.is_available():
                         report.skipped[variant] = "needs a CUDA GPU"
                         continue
                     try:
                         engine = artifacts.get(backend_name, precision)
 
-                        def make(engine=engine, backend_name=backend_name, device=device) -> Backend:
+                        def make(
+                            engine=engine, backend_name=backend_name, device=device, precision=precision
+                        ) -> Backend:
+                            if backend_name == "torch" and precision != "fp32":
+                                from pahs_export import load_model
+
+                                from .backends.torch_backend import TorchBackend
+
+                                return TorchBackend(load_model(engine), device, autocast=precision)
                             return OPENERS[backend_name](engine, None if engine is None else _kind(engine), device)
 
                         _reset_peak_rss()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor
 
@@ -12,13 +14,19 @@ from .base import Backend, StepOutputs
 
 
 class TorchBackend(Backend):
-    """Runs the reference model's step methods; FP32 eager."""
+    """Runs the reference model's step methods eagerly: FP32, or under autocast (``autocast`` = "fp16" or
+    "bf16"; CUDA only). Inputs and outputs stay FP32 either way, as the interface requires."""
 
     name = "torch"
-    precision = "fp32"
 
-    def __init__(self, model: PAHS, device: str | torch.device = "cpu") -> None:
+    def __init__(self, model: PAHS, device: str | torch.device = "cpu", autocast: str | None = None) -> None:
         self.device = torch.device(device)
+        self.precision = autocast or "fp32"
+        self._autocast = (
+            torch.autocast(self.device.type, dtype={"fp16": torch.float16, "bf16": torch.bfloat16}[autocast])
+            if autocast
+            else contextlib.nullcontext()
+        )
         self.model = model.to(self.device).eval()
         self.bidirectional = model.bidirectional
         self.hidden = model.preset.hidden
@@ -27,5 +35,7 @@ class TorchBackend(Backend):
 
     @torch.no_grad()
     def run(self, role: str, *inputs: Tensor) -> StepOutputs:
-        out = getattr(self.model, ROLES[role].method)(*inputs)
-        return out if isinstance(out, tuple) else (out,)
+        with self._autocast:
+            out = getattr(self.model, ROLES[role].method)(*inputs)
+        out = out if isinstance(out, tuple) else (out,)
+        return tuple(o.float() for o in out)

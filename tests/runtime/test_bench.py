@@ -6,13 +6,16 @@ import json
 import subprocess
 import sys
 
+import torch
+
 
 def test_bench_tiny_json(tmp_path):
     out = tmp_path / "bench.json"
     code = "import sys; from runtime.cli import bench_main; sys.argv[0] = 'pahs-bench'; bench_main()"
     args = ["--sizes", "32x32", "--frames", "3", "--reps", "1", "--lookahead", "1", "--chunk", "2", "--growth"]
     args += ["--backends", "torch", "--backends", "onnxruntime-fp32", "--backends", "onnxruntime-int8-cpu"]
-    args += ["--backends", "tensorrt-fp16", "--json", str(out), "--plot", str(tmp_path / "b.png")]
+    args += ["--backends", "tensorrt-fp16", "--backends", "torch-cuda-fp16"]
+    args += ["--json", str(out), "--plot", str(tmp_path / "b.png")]
     result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
@@ -28,7 +31,8 @@ def test_bench_tiny_json(tmp_path):
         assert r["fps"] > 0 and set(r["seconds_per_role"]) == {"forward", "backward", "fuse"}
         assert r["steps_per_frame"]["forward"] == 1.0 and r["gflop_per_frame"] > 0
     assert report["results"][0]["vs_torch"] == 1.0
-    assert "tensorrt-fp16" in report["skipped"]  # no GPU here: listed with the reason, not silently dropped
+    if not torch.cuda.is_available():  # listed with the reason, not silently dropped
+        assert report["skipped"]["tensorrt-fp16"] == report["skipped"]["torch-cuda-fp16"] == "needs a CUDA GPU"
     assert {"decode_fps_32x32", "encode_fps_32x32"} <= set(report["io"])
     assert [g["lookahead"] for g in report["growth"]["fps_vs_lookahead"]] == [0, 1, 2]
     assert len(report["growth"]["memory_vs_length"]) == 2
