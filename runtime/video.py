@@ -270,7 +270,11 @@ class FrameWriter:
                 )
                 os.close(fd)
                 self.tmp = Path(name)
-                self._open_video()
+                try:
+                    self._open_video()
+                except BaseException:
+                    self.tmp.unlink(missing_ok=True)  # an encoder that cannot start leaves nothing behind
+                    raise
         except OSError as e:
             raise PahsError(f"cannot write under {parent}: {e.strerror}; choose a writable output") from None
 

@@ -188,3 +188,14 @@ def test_prefetcher_and_background_writer(tmp_path):
         bad.close()
     bad.abort()
     assert not (tmp_path / "bad.mp4").exists()
+
+
+def test_encoder_that_cannot_start_leaves_nothing(tmp_path):
+    from runtime.video import VideoInfo
+
+    junk = tmp_path / "src.mp4"
+    junk.write_text("not a video")  # claimed to have audio: opening it for the audio copy fails
+    info = VideoInfo(64, 32, 1, None, None, 0, 8, None, True, False)
+    with pytest.raises(av.error.FFmpegError):
+        open_output(tmp_path / "out.mp4", info, source=junk)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src.mp4"]
