@@ -58,7 +58,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -619,7 +619,29 @@ class _VideoSink:
             self._src = None
 
 
-class FrameWriter:
+_O = TypeVar("_O", bound="_Output")
+
+
+class _Output:
+    """An output used as a context manager: kept by ``close()`` on success, dropped by ``abort()`` on any error."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _O) -> _O:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class FrameWriter(_Output):
     """Writes frames to a temporary output in the target folder, renamed to the target by :meth:`close`.
 
     A context manager: leaving the block normally closes it, leaving with any exception (KeyboardInterrupt and
@@ -721,15 +743,6 @@ class FrameWriter:
                     p.rmdir()
             except OSError:
                 break
-
-    def __enter__(self) -> FrameWriter:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def _only_images(folder: Path) -> bool:
@@ -838,7 +851,7 @@ class Prefetcher:
         self.close()
 
 
-class BackgroundWriter:
+class BackgroundWriter(_Output):
     """Wraps a :class:`FrameWriter`: :meth:`write` queues the frame (blocking while ``maxsize`` wait) and a
     thread encodes, so encoding overlaps the caller's work; the caller must not modify an array after passing
     it. An error in the thread is raised by the next :meth:`write` or :meth:`close`. :meth:`close` and
@@ -898,15 +911,6 @@ class BackgroundWriter:
             self._join()
         finally:
             self.writer.abort()
-
-    def __enter__(self) -> BackgroundWriter:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 _handler_installed = False
