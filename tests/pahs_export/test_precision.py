@@ -230,21 +230,21 @@ def test_unknown_precision_and_method(tmp_path, model):
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
-def test_cpu_target_runs_real_int8_kernels(tmp_path, model, monkeypatch):
-    """The "cpu" target (uint8 activations): ONNX Runtime fuses every quantized conv into QLinearConv."""
+@pytest.fixture(scope="module")
+def int8_cpu(tmp_path_factory, model, cache):
+    """The "cpu" INT8 target (uint8 activations), exported once for the tests below."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PAHS_CACHE", str(cache))
+        out = tmp_path_factory.mktemp("int8cpu") / "art"
+        cpu = Int8Options(target="cpu", method="minmax")
+        return onnx_export.artifact_from_model(model, out, source=SOURCE, precision="int8", int8=cpu, calibration=TINY)
+
+
+def test_cpu_target_runs_real_int8_kernels(tmp_path, int8_cpu):
+    """The "cpu" target: ONNX Runtime fuses every quantized conv into QLinearConv."""
     import onnxruntime as ort
 
-    monkeypatch.setenv("PAHS_CACHE", str(tmp_path / "cache"))
-    art = read_artifact(
-        onnx_export.artifact_from_model(
-            model,
-            tmp_path / "cpu",
-            source=SOURCE,
-            precision="int8",
-            int8=Int8Options(target="cpu", method="minmax"),
-            calibration=TINY,
-        )
-    )
+    art = read_artifact(int8_cpu)
     assert {d["target"] for d in art.manifest["precision_details"].values()} == {"cpu"}
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
@@ -255,22 +255,13 @@ def test_cpu_target_runs_real_int8_kernels(tmp_path, model, monkeypatch):
     assert ops.count("QLinearConv") >= 70 and ops.count("Conv") <= 3, (ops.count("QLinearConv"), excluded)
 
 
-def test_trt_refuses_cpu_target(tmp_path, model, monkeypatch):
+def test_trt_refuses_cpu_target(int8_cpu):
     import subprocess
     import sys
 
-    monkeypatch.setenv("PAHS_CACHE", str(tmp_path / "cache"))
-    out = onnx_export.artifact_from_model(
-        model,
-        tmp_path / "cpu",
-        source=SOURCE,
-        precision="int8",
-        int8=Int8Options(target="cpu", method="minmax"),
-        calibration=TINY,
-    )
     code = "import sys; from pahs_export.cli import main; sys.argv[0] = 'pahs-export'; main()"
     r = subprocess.run(
-        [sys.executable, "-c", code, "trt", "--int8", "--onnx", str(out)], capture_output=True, text=True
+        [sys.executable, "-c", code, "trt", "--int8", "--onnx", str(int8_cpu)], capture_output=True, text=True
     )
     assert r.returncode == 2 and "TensorRT's conventions, found --int8-target cpu" in r.stderr
 
