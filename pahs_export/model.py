@@ -177,6 +177,18 @@ def check_frames(frames: Tensor, stride: int) -> None:
         )
 
 
+def pad_to_multiple(frames: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
+    """Pad [..., H, W] at the bottom and right up to multiples of ``multiple``; returns the padded tensor and
+    the original H, W. Reflect padding (replicate where a side is too small to reflect, below ``multiple``)."""
+    h, w = frames.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        flat = frames.reshape(-1, *frames.shape[-3:])
+        flat = nn.functional.pad(flat, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
+        frames = flat.reshape(*frames.shape[:-2], h + ph, w + pw)
+    return frames, h, w
+
+
 class _PAHSBase(nn.Module):
     preset: Preset
     bidirectional: bool

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from pahs_export.errors import PahsError
+from pahs_export.model import pad_to_multiple
 from pahs_export.verify import TOLERANCES, FrameResult, compare_frames, judge
 
 from .backends import Backend
@@ -52,11 +52,7 @@ def check_options(options: RunOptions, backend: Backend, lookahead_given: bool) 
 def pad_frame(image: np.ndarray, multiple: int) -> Tensor:
     """[H,W,3] float32 -> [3,H',W'] with H', W' the next multiples of ``multiple`` (reflect padding, bottom/right)."""
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:  # reflect needs pad < size: true for any side >= 16 (pad <= 15)
-        x = F.pad(x[None], (0, pw, 0, ph), mode="reflect")[0]
-    return x
+    return pad_to_multiple(x, multiple)[0]
 
 
 def to_image(x: Tensor, height: int, width: int) -> np.ndarray:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from ..model import PAHS
+from ..model import PAHS, pad_to_multiple
 from .metrics import psnr, ssim, to_uint8
 from .synth import SynthConfig, make_clip
 
@@ -74,17 +74,6 @@ def synthetic_sequences(
     for i in range(count):
         blurry, sharp = make_clip(EVAL_SEED_BASE + i, config)
         yield f"synthetic-{EVAL_SEED_BASE + i}", blurry, sharp
-
-
-def pad_to_multiple(frames: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
-    """Reflect-pad [..., H, W] up to multiples of ``multiple``; returns the padded tensor and the original H, W."""
-    h, w = frames.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        flat = frames.reshape(-1, *frames.shape[-3:])
-        flat = torch.nn.functional.pad(flat, (0, pw, 0, ph), mode="reflect" if min(h, w) > max(ph, pw) else "replicate")
-        frames = flat.reshape(*frames.shape[:-2], h + ph, w + pw)
-    return frames, h, w
 
 
 @torch.no_grad()
