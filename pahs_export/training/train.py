@@ -44,7 +44,9 @@ class TrainConfig:
     grad_clip: float = 1.0  # max gradient norm (recurrence can spike early on)
     workers: int = 1  # data-loading processes (synthesis runs there, beside the training threads)
     device: str = "cpu"  # "cpu" or "cuda"
-    amp: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
+    # bf16 autocast (weights and optimizer stay FP32) on CUDA, and on CPUs with native bf16 (AVX512-BF16 or
+    # AMX; 1.7x faster on a 2-core AVX512-BF16 machine with channels_last); elsewhere FP32.
+    amp: bool = True
 
 
 def _train_dataset(cfg: TrainConfig) -> Dataset:
@@ -106,6 +108,15 @@ def check_config(cfg: TrainConfig) -> None:
             raise PahsError(f"expected --{name.replace('_', '-')} of at least 1, found {getattr(cfg, name)}")
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise PahsError("expected a CUDA GPU for --device cuda, found none; use --device cpu")
+
+
+def uses_bf16(cfg: TrainConfig, device: torch.device) -> bool:
+    """Whether training autocasts to bf16: ``cfg.amp`` on CUDA, or on a CPU whose oneDNN has native bf16."""
+    if not cfg.amp:
+        return False
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def train_step(
@@ -173,7 +184,10 @@ def train(
         best = state["best"]
 
     val = validation_clips(cfg)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
+    if device.type == "cpu":
+        # oneDNN's convolutions are fastest with channels_last weights (activations follow the weights' layout).
+        model = model.to(memory_format=torch.channels_last)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(cfg, device))
     log = (out / "log.jsonl").open("a")
     bar = None
     if progress:
