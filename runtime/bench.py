@@ -27,18 +27,20 @@ from pahs_export.errors import PahsError
 from .backends import Backend
 from .driver import DEFAULT_CHUNK, DEFAULT_LOOKAHEAD, restore_stream
 
-# variant name -> (backend, precision)
-VARIANTS: dict[str, tuple[str, str]] = {
-    "torch": ("torch", "fp32"),
-    "onnxruntime-fp32": ("onnxruntime", "fp32"),
-    "onnxruntime-fp16": ("onnxruntime", "fp16"),
-    "onnxruntime-int8": ("onnxruntime", "int8"),  # TensorRT's Q/DQ conventions
-    "onnxruntime-int8-cpu": ("onnxruntime", "int8-cpu"),  # ONNX Runtime's x86 recipe
-    "torch-cuda": ("torch", "fp32"),
-    "torch-cuda-fp16": ("torch", "fp16"),  # autocast
-    "torch-cuda-bf16": ("torch", "bf16"),  # autocast
-    "tensorrt-fp16": ("tensorrt", "fp16"),
-    "tensorrt-int8": ("tensorrt", "int8"),
+# variant name -> (backend, precision, CUDA graphs)
+VARIANTS: dict[str, tuple[str, str, bool]] = {
+    "torch": ("torch", "fp32", False),
+    "onnxruntime-fp32": ("onnxruntime", "fp32", False),
+    "onnxruntime-fp16": ("onnxruntime", "fp16", False),
+    "onnxruntime-int8": ("onnxruntime", "int8", False),  # TensorRT's Q/DQ conventions
+    "onnxruntime-int8-cpu": ("onnxruntime", "int8-cpu", False),  # ONNX Runtime's x86 recipe
+    "torch-cuda": ("torch", "fp32", False),
+    "torch-cuda-graphs": ("torch", "fp32", True),
+    "torch-cuda-fp16": ("torch", "fp16", False),  # autocast
+    "torch-cuda-bf16": ("torch", "bf16", False),  # autocast
+    "tensorrt-fp16": ("tensorrt", "fp16", False),
+    "tensorrt-fp16-graphs": ("tensorrt", "fp16", True),
+    "tensorrt-int8": ("tensorrt", "int8", False),
 }
 CPU_VARIANTS = ("torch", "onnxruntime-fp32", "onnxruntime-fp16", "onnxruntime-int8", "onnxruntime-int8-cpu")
 
@@ -119,6 +121,9 @@ class TimedBackend(Backend):
             setattr(self, attr, getattr(inner, attr))
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
+
+    def upload(self, frame: torch.Tensor) -> torch.Tensor:
+        return self.inner.upload(frame)
 
     def run(self, role: str, *inputs: torch.Tensor):
         t = time.perf_counter()
@@ -243,7 +248,7 @@ def run_bench(
             for width, height in sizes:
                 clip = _synthetic_frames(frames, width, height)
                 for variant in variants:
-                    backend_name, precision = VARIANTS[variant]
+                    backend_name, precision, graphs = VARIANTS[variant]
                     device = "cuda" if variant.startswith("torch-cuda") or backend_name == "tensorrt" else "cpu"
                     if device == "cuda" and not torch.cuda.is_available():
                         report.skipped[variant] = "needs a CUDA GPU"
@@ -252,15 +257,16 @@ def run_bench(
                         engine = artifacts.get(backend_name, precision)
 
                         def make(
-                            engine=engine, backend_name=backend_name, device=device, precision=precision
+                            engine=engine, backend_name=backend_name, device=device, precision=precision, graphs=graphs
                         ) -> Backend:
                             if backend_name == "torch" and precision != "fp32":
                                 from pahs_export import load_model
 
                                 from .backends.torch_backend import TorchBackend
 
-                                return TorchBackend(load_model(engine), device, autocast=precision)
-                            return OPENERS[backend_name](engine, None if engine is None else _kind(engine), device)
+                                return TorchBackend(load_model(engine), device, autocast=precision, cuda_graphs=graphs)
+                            kind = None if engine is None else _kind(engine)
+                            return OPENERS[backend_name](engine, kind, device, graphs)
 
                         _reset_peak_rss()
                         fps, roles, calls, dev_mib = measure(make, clip, lookahead, chunk, reps)

@@ -57,6 +57,13 @@ def run(
     device: Annotated[
         Optional[str], typer.Option("--device", help="cpu or cuda (default: cpu; cuda for TensorRT).")
     ] = None,
+    cuda_graphs: Annotated[
+        bool,
+        typer.Option(
+            "--cuda-graphs",
+            help="Capture and replay CUDA graphs per graph, frame size and state buffer (tensorrt, or torch on cuda).",
+        ),
+    ] = False,
     lookahead: Annotated[
         Optional[str],
         typer.Option(
@@ -99,7 +106,7 @@ def run(
         output=out_opts,
         progress=not quiet,
     )
-    be = open_backend(engine, backend, device)
+    be = open_backend(engine, backend, device, cuda_graphs=cuda_graphs)
     check_options(options, be, lookahead_given=lookahead is not None)
     if not quiet:
         typer.echo(f"pahs-run: {be.describe()}", err=True)

@@ -53,7 +53,7 @@ def restore_stream(
     state = None
     total = 0
     for frame in frames:
-        x = frame[None].to(backend.device, torch.float32)
+        x = backend.upload(frame[None])
         if state is None:
             state = backend.initial_state(x)
         state = backend.forward_step(x, *state)
@@ -83,7 +83,7 @@ def _restore_chunk(backend: Backend, pending: deque, fwd: deque, k: int, end: in
 def _online(backend: Backend, frames: Iterable[Tensor]) -> Iterator[Tensor]:
     state = None
     for frame in frames:
-        x = frame[None].to(backend.device, torch.float32)
+        x = backend.upload(frame[None])
         if state is None:
             state = backend.initial_state(x)
         restored, *state = backend.step(x, *state)
@@ -150,7 +150,7 @@ def restore_exact(
             return
         total = store.count
         # Backward pass once over everything; the state *entering* chunk j (after frame (j+1)K) is saved.
-        x0 = store[0][None].to(backend.device)
+        x0 = backend.upload(store[0][None])
         h, feat = backend.initial_state(x0)
         entering: dict[int, Path] = {}
         last_chunk = (total - 1) // chunk
@@ -161,7 +161,7 @@ def restore_exact(
                     path = folder / f"state-{j}.pt"
                     torch.save({"h": h.cpu(), "feat": feat.cpu()}, path)
                     entering[j] = path
-            h, feat = backend.backward_step(store[t][None].to(backend.device), h, feat)
+            h, feat = backend.backward_step(backend.upload(store[t][None]), h, feat)
             if on_backward:
                 on_backward(t)
         # Forward pass with the backward features recomputed per chunk from the saved states.
@@ -173,7 +173,7 @@ def restore_exact(
                 h, feat = saved["h"].to(backend.device), saved["feat"].to(backend.device)
             else:
                 h, feat = backend.initial_state(x0)
-            xs = [store[t][None].to(backend.device) for t in range(lo, hi)]
+            xs = [backend.upload(store[t][None]) for t in range(lo, hi)]
             bwd: list[Tensor] = [None] * (hi - lo)  # type: ignore[list-item]
             for i in range(hi - lo - 1, -1, -1):
                 h, feat = backend.backward_step(xs[i], h, feat)

@@ -71,7 +71,7 @@ def default_artifact() -> Path:
     return path
 
 
-def _open_torch(engine: Path | None, kind: str | None, device: str) -> Backend:
+def _open_torch(engine: Path | None, kind: str | None, device: str, cuda_graphs: bool = False) -> Backend:
     from pahs_export.weights import reference_model, resolve_model
 
     from .backends.torch_backend import TorchBackend
@@ -85,12 +85,17 @@ def _open_torch(engine: Path | None, kind: str | None, device: str) -> Backend:
         model, _ = resolve_model(None, None)
     else:
         raise PahsError(f"the torch backend runs checkpoints and ONNX artifacts' source weights, found a {kind} engine")
-    return TorchBackend(model, device)
+    return TorchBackend(model, device, cuda_graphs=cuda_graphs)
 
 
-def _open_onnxruntime(engine: Path | None, kind: str | None, device: str) -> Backend:
+def _open_onnxruntime(engine: Path | None, kind: str | None, device: str, cuda_graphs: bool = False) -> Backend:
     from .backends.ort_backend import OnnxRuntimeBackend
 
+    if cuda_graphs:
+        raise PahsError(
+            "expected --cuda-graphs with the tensorrt or torch backend on cuda, found onnxruntime "
+            "(its tensors stay on the CPU); drop --cuda-graphs or pick --backend tensorrt/torch"
+        )
     if kind is None:
         engine, kind = default_artifact(), "onnx"
     if kind != "onnx":
@@ -104,7 +109,7 @@ def _open_onnxruntime(engine: Path | None, kind: str | None, device: str) -> Bac
     return OnnxRuntimeBackend(art, device=device)
 
 
-def _open_tensorrt(engine: Path | None, kind: str | None, device: str) -> Backend:
+def _open_tensorrt(engine: Path | None, kind: str | None, device: str, cuda_graphs: bool = False) -> Backend:
     if kind != "tensorrt":
         raise PahsError(
             f"the tensorrt backend runs artifacts from `pahs-export trt`, found {engine or 'no --engine'}; "
@@ -112,18 +117,27 @@ def _open_tensorrt(engine: Path | None, kind: str | None, device: str) -> Backen
         )
     from .backends.trt_backend import TensorRTBackend
 
-    return TensorRTBackend(engine, device)
+    return TensorRTBackend(engine, device, cuda_graphs=cuda_graphs)
 
 
-OPENERS: dict[str, Callable[[Path | None, str | None, str], Backend]] = {
+# opener(engine, kind, device, cuda_graphs) -> Backend
+OPENERS: dict[str, Callable[[Path | None, str | None, str, bool], Backend]] = {
     "torch": _open_torch,
     "onnxruntime": _open_onnxruntime,
     "tensorrt": _open_tensorrt,
 }
 
 
-def open_backend(engine: str | Path | None = None, backend: str | None = None, device: str | None = None) -> Backend:
-    """Open ``engine`` with ``backend`` (default: the engine's natural backend; onnxruntime without engine)."""
+def open_backend(
+    engine: str | Path | None = None,
+    backend: str | None = None,
+    device: str | None = None,
+    cuda_graphs: bool = False,
+) -> Backend:
+    """Open ``engine`` with ``backend`` (default: the engine's natural backend; onnxruntime without engine).
+
+    ``cuda_graphs``: capture and replay CUDA graphs per role, frame shape and buffer parity (tensorrt, or
+    torch on cuda)."""
     path = Path(engine) if engine is not None else None
     kind = engine_kind(path) if path is not None else None
     name = backend or (DEFAULT_BACKEND[kind] if kind else "onnxruntime")
@@ -131,4 +145,4 @@ def open_backend(engine: str | Path | None = None, backend: str | None = None, d
         raise PahsError(f"unknown backend {name!r}: expected one of {', '.join(OPENERS)}")
     if device is None:
         device = "cuda" if name == "tensorrt" else "cpu"
-    return OPENERS[name](path, kind, device)
+    return OPENERS[name](path, kind, device, cuda_graphs)

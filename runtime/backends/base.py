@@ -28,6 +28,11 @@ class Backend(ABC):
     def run(self, role: str, *inputs: Tensor) -> StepOutputs:
         """Run the graph of ``role`` ("forward", "backward", "fuse" or "step") on contract-ordered inputs."""
 
+    def upload(self, frame: Tensor) -> Tensor:
+        """A frame (any layout, e.g. [N,3,H,W]) as float32 on :attr:`device`; CUDA backends stage it through
+        pinned memory and copy it asynchronously."""
+        return frame.to(self.device, torch.float32)
+
     def initial_state(self, frame: Tensor) -> tuple[Tensor, Tensor]:
         """Zero (h [N,c/3,H/4,W/4], feat [N,c,H/4,W/4]) for a sequence starting with ``frame`` [N,3,H,W]."""
         n, _, height, width = frame.shape

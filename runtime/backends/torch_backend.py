@@ -11,19 +11,37 @@ from pahs_export.artifact import ROLES
 from pahs_export.model import PAHS
 
 from .base import Backend, StepOutputs
+from .resident import ResidentSteps
 
 
 class TorchBackend(Backend):
     """Runs the reference model's step methods eagerly: FP32, or under autocast (``autocast`` = "fp16" or
-    "bf16"; CUDA only). Inputs and outputs stay FP32 either way, as the interface requires."""
+    "bf16"; CUDA only). Inputs and outputs stay FP32 either way, as the interface requires.
+
+    Steps go through :class:`~runtime.backends.resident.ResidentSteps`, the same device-resident loop as
+    the TensorRT backend: the hidden state lives in two swapped buffers per role; on CUDA the steps run on
+    the backend's own stream, frames are staged through pinned memory, and ``cuda_graphs=True`` captures and
+    replays one CUDA graph per role, frame shape and buffer parity.
+    """
 
     name = "torch"
 
-    def __init__(self, model: PAHS, device: str | torch.device = "cpu", autocast: str | None = None) -> None:
+    def __init__(
+        self,
+        model: PAHS,
+        device: str | torch.device = "cpu",
+        autocast: str | None = None,
+        cuda_graphs: bool = False,
+    ) -> None:
         self.device = torch.device(device)
         self.precision = autocast or "fp32"
         self._autocast = (
-            torch.autocast(self.device.type, dtype={"fp16": torch.float16, "bf16": torch.bfloat16}[autocast])
+            # No weight-cast cache under graph capture: a cached cast would be freed memory at replay.
+            torch.autocast(
+                self.device.type,
+                dtype={"fp16": torch.float16, "bf16": torch.bfloat16}[autocast],
+                cache_enabled=not cuda_graphs,
+            )
             if autocast
             else contextlib.nullcontext()
         )
@@ -32,10 +50,22 @@ class TorchBackend(Backend):
         self.hidden = model.preset.hidden
         self.channels = model.preset.channels
         self.size_multiple = model.preset.stride
+        self.steps = ResidentSteps(self._launch, self.device, self.hidden, self.channels, cuda_graphs=cuda_graphs)
 
     @torch.no_grad()
-    def run(self, role: str, *inputs: Tensor) -> StepOutputs:
+    def _launch(self, role: str, inputs: dict[str, Tensor], outputs: dict[str, Tensor]) -> None:
         with self._autocast:
-            out = getattr(self.model, ROLES[role].method)(*inputs)
+            out = getattr(self.model, ROLES[role].method)(*inputs.values())
         out = out if isinstance(out, tuple) else (out,)
-        return tuple(o.float() for o in out)
+        for name, value in zip(ROLES[role].outputs, out, strict=True):
+            outputs[name].copy_(value)
+
+    def upload(self, frame: Tensor) -> Tensor:
+        return self.steps.upload(frame)
+
+    def run(self, role: str, *inputs: Tensor) -> StepOutputs:
+        return self.steps.run(role, inputs)
+
+    def describe(self) -> str:
+        graphs = ", CUDA graphs" if self.steps.cuda_graphs else ""
+        return f"{self.name} on {self.device} ({self.precision}{graphs})"

@@ -2,11 +2,15 @@
 
 - Device buffers are torch CUDA tensors; ``set_input_shape`` + ``set_tensor_address`` +
   ``execute_async_v3`` on the backend's own stream.
-- The hidden state ``h`` never leaves the GPU: two buffers per direction are swapped each step
-  (:class:`SwapBuffers`), so no buffer is ever bound as both input and output of one call. ``feat`` outputs
-  go to fresh buffers from torch's caching allocator because the bidirectional loop keeps them (for the fuse
-  step) for up to chunk + lookahead steps.
-- Frames are staged through pinned host memory and copied asynchronously.
+- State, streams, pinned uploads and CUDA graphs come from
+  :class:`~runtime.backends.resident.ResidentSteps`, shared with the PyTorch backend: the hidden state ``h``
+  never leaves the GPU (two buffers per role, swapped each step, so no buffer is ever bound as both input and
+  output of one call); ``feat`` outputs go to fresh buffers because the bidirectional loop keeps them (for
+  the fuse step) for up to chunk + lookahead steps; frames are staged through pinned host memory.
+- ``cuda_graphs=True``: one CUDA graph per role, frame shape and buffer parity. A graph fixes the shapes and
+  addresses it was captured with and uses its execution context's scratch memory, so every frame shape gets
+  its own execution context (the two parities of one shape share it: they replay one after the other on
+  one stream).
 
 Before deserializing, the manifest is checked against this machine's TensorRT version and GPU, and every
 frame size against the engine's profile. Written against the TensorRT 10/11 Python API documentation; not
@@ -20,33 +24,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from pahs_export.artifact import ROLES
 from pahs_export.errors import PahsError
 from pahs_export.tensorrt_artifact import check_compatible, check_in_profile, read_manifest
 
 from .base import Backend, StepOutputs
-
-
-class SwapBuffers:
-    """Two preallocated buffers used alternately as a step's output, so an output never aliases the input.
-
-    ``output_for(x)`` returns the buffer that is not ``x`` (by storage), allocating both lazily per shape.
-    Shared logic for any backend that writes into caller-owned device memory.
-    """
-
-    def __init__(self) -> None:
-        self._pair: tuple[Tensor, Tensor] | None = None
-
-    def output_for(self, x: Tensor, shape: tuple[int, ...] | None = None) -> Tensor:
-        shape = tuple(x.shape) if shape is None else shape
-        if self._pair is None or tuple(self._pair[0].shape) != shape or self._pair[0].device != x.device:
-            self._pair = (
-                torch.empty(shape, dtype=x.dtype, device=x.device),
-                torch.empty(shape, dtype=x.dtype, device=x.device),
-            )
-        a, b = self._pair
-        return b if a.data_ptr() == x.data_ptr() else a
-
+from .resident import ResidentSteps
 
 _DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16}
 
@@ -56,68 +38,70 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
 
-    def __init__(self, path: Path, device: str = "cuda") -> None:
+    def __init__(self, path: Path, device: str = "cuda", cuda_graphs: bool = False) -> None:
         from pahs_export.tensorrt_build import current_device, import_tensorrt
 
         trt = import_tensorrt()
         self.manifest = read_manifest(path)
         check_compatible(self.manifest, current_device())
         self.device = torch.device(device)
-        self.stream = torch.cuda.Stream(self.device)
         self.bidirectional = self.manifest["direction"] == "bidirectional"
         self.precision = self.manifest["precision"]
         self.hidden = self.manifest["channels"]["hidden"]
         self.channels = self.manifest["channels"]["c"]
         self.size_multiple = self.manifest["size_multiple"]
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engines, self.contexts = {}, {}
+        self.engines = {}
         for role, name in self.manifest["engines"].items():
             engine = runtime.deserialize_cuda_engine((path / name).read_bytes())
             if engine is None:
                 raise PahsError(f"TensorRT could not load {path / name}; rebuild it with `pahs-export trt`")
             self.engines[role] = engine
-            self.contexts[role] = engine.create_execution_context()
-        self._swap = {role: SwapBuffers() for role in self.engines}
-        self._pinned: Tensor | None = None
+        # Execution contexts by (role, frame shape); eager steps use the role's first one for every shape.
+        self._contexts: dict[tuple, object] = {}
         self._checked: set[tuple[int, ...]] = set()
+        self.steps = ResidentSteps(
+            self._launch,
+            self.device,
+            self.hidden,
+            self.channels,
+            dtype_of=lambda role, name: _DTYPES[self.engines[role].get_tensor_dtype(name).name],
+            cuda_graphs=cuda_graphs,
+        )
+
+    def _context(self, role: str, frame_shape: tuple[int, ...]):
+        key = (role, frame_shape if self.steps.cuda_graphs else None)
+        ctx = self._contexts.get(key)
+        if ctx is None:
+            ctx = self._contexts[key] = self.engines[role].create_execution_context()
+        return ctx
+
+    def _launch(self, role: str, inputs: dict[str, Tensor], outputs: dict[str, Tensor]) -> None:
+        ctx = self._context(role, tuple(inputs["frame"].shape))
+        for name, x in inputs.items():
+            ctx.set_input_shape(name, tuple(x.shape))
+            ctx.set_tensor_address(name, x.data_ptr())
+        for name, out in outputs.items():
+            shape = tuple(ctx.get_tensor_shape(name))
+            if shape != tuple(out.shape):
+                raise PahsError(
+                    f"expected the {role} engine's {name} to be {tuple(out.shape)} (DESIGN.md §2), found {shape}; "
+                    "rebuild the engines with `pahs-export trt` from a `pahs-export onnx` artifact"
+                )
+            ctx.set_tensor_address(name, out.data_ptr())
+        if not ctx.execute_async_v3(torch.cuda.current_stream(self.device).cuda_stream):
+            raise PahsError(f"TensorRT failed to run the {role} engine; re-run with --debug for its log")
 
     def upload(self, frame: Tensor) -> Tensor:
-        """Host frame -> device, through a pinned staging buffer, on the backend's stream."""
-        if frame.device.type == "cuda":
-            return frame
-        if self._pinned is None or self._pinned.shape != frame.shape:
-            self._pinned = torch.empty(frame.shape, dtype=torch.float32).pin_memory()
-        self._pinned.copy_(frame)
-        with torch.cuda.stream(self.stream):
-            return self._pinned.to(self.device, non_blocking=True)
+        return self.steps.upload(frame)
 
     def run(self, role: str, *inputs: Tensor) -> StepOutputs:
-        spec = ROLES[role]
-        frame = self.upload(inputs[0])
-        n, _, height, width = frame.shape
+        n, _, height, width = inputs[0].shape
         if (n, height, width) not in self._checked:
             check_in_profile(self.manifest, n, width, height)
             self._checked.add((n, height, width))
-        engine, ctx = self.engines[role], self.contexts[role]
-        feeds = dict(zip(spec.inputs, (frame, *inputs[1:]), strict=True))
-        for name, x in feeds.items():
-            want = _DTYPES[engine.get_tensor_dtype(name).name]
-            x = x.to(self.device, want).contiguous()
-            feeds[name] = x  # keep a reference until the stream has consumed it
-            ctx.set_input_shape(name, tuple(x.shape))
-            ctx.set_tensor_address(name, x.data_ptr())
-        outputs = []
-        for name in spec.outputs:
-            shape = tuple(ctx.get_tensor_shape(name))
-            dtype = _DTYPES[engine.get_tensor_dtype(name).name]
-            if name == "h":  # the carried hidden state: swapped buffers, never the input's
-                out = self._swap[role].output_for(feeds["h_prev"].to(dtype), shape)
-            else:
-                out = torch.empty(shape, dtype=dtype, device=self.device)
-            ctx.set_tensor_address(name, out.data_ptr())
-            outputs.append(out)
-        self.stream.wait_stream(torch.cuda.current_stream(self.device))
-        if not ctx.execute_async_v3(self.stream.cuda_stream):
-            raise PahsError(f"TensorRT failed to run the {role} engine; re-run with --debug for its log")
-        torch.cuda.current_stream(self.device).wait_stream(self.stream)
-        return tuple(o.float() for o in outputs)
+        return self.steps.run(role, inputs)
+
+    def describe(self) -> str:
+        graphs = ", CUDA graphs" if self.steps.cuda_graphs else ""
+        return f"{self.name} on {self.device} ({self.precision}{graphs})"
