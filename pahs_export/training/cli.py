@@ -36,6 +36,13 @@ def train(
     val_every: Annotated[Optional[int], _opt("val-every", "Steps between validations and checkpoints")] = None,
     workers: Annotated[Optional[int], _opt("workers", "Data-loading processes")] = None,
     device: Annotated[Optional[str], _opt("device", "cpu or cuda")] = None,
+    amp: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--amp/--no-amp",
+            help="bf16 autocast on CUDA and on CPUs with native bf16; --no-amp trains in FP32 (default --amp).",
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
     stop_after: Annotated[
         Optional[int], typer.Option("--stop-after", help="Stop after N steps now (checkpointed); --resume later.")

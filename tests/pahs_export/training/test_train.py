@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from pahs_export import PahsError, build_model
 from pahs_export.training.synth import SynthConfig, make_clip
-from pahs_export.training.train import TrainConfig, train, train_step
+from pahs_export.training.train import TrainConfig, train, train_step, uses_bf16
 
 TINY = TrainConfig(steps=4, batch=2, frames=2, crop=32, val_every=2, val_clips=1, workers=0)
 
@@ -53,3 +53,11 @@ def test_errors(tmp_path):
         train(TrainConfig(**{**TINY.__dict__, "lr": 1.0}), tmp_path / "run", progress=False, resume=True)
     with pytest.raises(PahsError, match="multiple of 16"):
         train(TrainConfig(crop=40), tmp_path / "x", progress=False)
+
+
+def test_bf16_only_where_it_is_native_or_on_cuda():
+    cpu = torch.device("cpu")
+    assert not uses_bf16(TrainConfig(amp=False), cpu)
+    assert not uses_bf16(TrainConfig(amp=False), torch.device("cuda"))
+    assert uses_bf16(TrainConfig(), torch.device("cuda"))
+    assert uses_bf16(TrainConfig(), cpu) == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
