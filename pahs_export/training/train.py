@@ -176,6 +176,9 @@ def train(
         torch.nn.init.zeros_(final.weight)
         torch.nn.init.zeros_(final.bias)
     model.train()
+    if device.type == "cpu":
+        # oneDNN's convolutions are fastest with channels_last weights (activations follow the weights' layout).
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
     best = -math.inf
     if resume and state_path.is_file():
@@ -184,9 +187,6 @@ def train(
         best = state["best"]
 
     val = validation_clips(cfg)
-    if device.type == "cpu":
-        # oneDNN's convolutions are fastest with channels_last weights (activations follow the weights' layout).
-        model = model.to(memory_format=torch.channels_last)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(cfg, device))
     log = (out / "log.jsonl").open("a")
     bar = None
