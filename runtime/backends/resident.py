@@ -101,6 +101,8 @@ class PinnedUploads:
         self._next = 0
 
     def __call__(self, frame: Tensor) -> Tensor:
+        if frame.is_cuda:  # already on a GPU: nothing to stage
+            return frame.to(self.device, torch.float32)
         frame = frame.float()
         slot, self._next = self._next, 1 - self._next
         entry = self._ring[slot]
@@ -179,7 +181,7 @@ class ResidentSteps:
 
     def _run(self, role: str, inputs: Sequence[Tensor]) -> tuple[Tensor, ...]:
         spec = ROLES[role]
-        if inputs[0].device != self.device:
+        if inputs[0].device.type != self.device.type:  # a host frame ("cuda" vs "cuda:0" is no transfer)
             inputs = (self.upload(inputs[0]), *inputs[1:])
         feeds = {
             name: x.to(self.device, self._dtype_of(role, name)).contiguous()
