@@ -52,6 +52,12 @@ def tensor_shape(name: str, channels: int, hidden: int) -> list[str | int]:
     return ["N", width, "H/4", "W/4"]
 
 
+def concrete_shape(name: str, channels: int, hidden: int, n: int, height: int, width: int) -> tuple[int, ...]:
+    """:func:`tensor_shape` with its dynamic axes filled in for a batch of ``n`` frames of ``height`` x ``width``."""
+    env = {"N": n, "H": height, "W": width, "H/4": height // 4, "W/4": width // 4}
+    return tuple(env[d] if isinstance(d, str) else d for d in tensor_shape(name, channels, hidden))
+
+
 @dataclass(frozen=True)
 class Artifact:
     """A loaded, checked manifest. ``path`` is the artifact folder."""

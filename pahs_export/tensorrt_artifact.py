@@ -16,7 +16,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from .artifact import ROLES, tensor_shape
+from .artifact import ROLES, concrete_shape
 from .errors import PahsError
 
 FORMAT = "pahs-tensorrt/1"
@@ -76,9 +76,7 @@ def input_shapes(
         for which in ("min", "opt", "max"):
             n = getattr(profile, f"{which}_batch")
             w, h = getattr(profile, f"{which}_size")
-            symbolic = tensor_shape(name, channels, hidden)
-            env = {"N": n, "H": h, "W": w, "H/4": h // 4, "W/4": w // 4}
-            dims.append(tuple(env[d] if isinstance(d, str) else d for d in symbolic))
+            dims.append(concrete_shape(name, channels, hidden, n, h, w))
         out[name] = (dims[0], dims[1], dims[2])
     return out
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from pahs_export.artifact import ROLES
+from pahs_export.artifact import ROLES, concrete_shape
 from pahs_export.errors import PahsError
 
 # launch(role, inputs, outputs): enqueue the graph of ``role`` on the current stream, reading ``inputs``
@@ -43,12 +43,7 @@ def output_shapes(role: str, frame_shape: Sequence[int], hidden: int, channels: 
     ``h`` is [N, hidden, H/4, W/4], ``feat`` [N, channels, H/4, W/4], ``restored`` [N, 3, H, W].
     """
     n, _, height, width = frame_shape
-    shapes = {
-        "h": (n, hidden, height // 4, width // 4),
-        "feat": (n, channels, height // 4, width // 4),
-        "restored": (n, 3, height, width),
-    }
-    return {name: shapes[name] for name in ROLES[role].outputs}
+    return {name: concrete_shape(name, channels, hidden, n, height, width) for name in ROLES[role].outputs}
 
 
 class SwapBuffers:
