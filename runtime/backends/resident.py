@@ -32,6 +32,8 @@ from torch import Tensor
 from pahs_export.artifact import ROLES, concrete_shape
 from pahs_export.errors import PahsError
 
+from .base import Backend, StepOutputs
+
 # launch(role, inputs, outputs): enqueue the graph of ``role`` on the current stream, reading ``inputs``
 # (name -> tensor, in the contract's input order) and writing every tensor of ``outputs`` in place.
 Launch = Callable[[str, dict[str, Tensor], dict[str, Tensor]], None]
@@ -230,3 +232,20 @@ class ResidentSteps:
             self._graphs[key] = graph
         graph.replay()
         return {name: out if name == "h" else out.clone() for name, out in bound_out.items()}
+
+
+class ResidentBackend(Backend):
+    """A backend whose steps go through :class:`ResidentSteps`: subclasses set ``self.steps`` (with their
+    launcher) and get the interface's ``upload``, ``run`` and ``describe`` from it."""
+
+    steps: ResidentSteps
+
+    def upload(self, frame: Tensor) -> Tensor:
+        return self.steps.upload(frame)
+
+    def run(self, role: str, *inputs: Tensor) -> StepOutputs:
+        return self.steps.run(role, inputs)
+
+    def describe(self) -> str:
+        graphs = ", CUDA graphs" if self.steps.cuda_graphs else ""
+        return f"{self.name} on {self.device} ({self.precision}{graphs})"

@@ -10,11 +10,10 @@ from torch import Tensor
 from pahs_export.artifact import ROLES
 from pahs_export.model import PAHS
 
-from .base import Backend, StepOutputs
-from .resident import ResidentSteps
+from .resident import ResidentBackend, ResidentSteps
 
 
-class TorchBackend(Backend):
+class TorchBackend(ResidentBackend):
     """Runs the reference model's step methods eagerly: FP32, or under autocast (``autocast`` = "fp16" or
     "bf16"; CUDA only). Inputs and outputs stay FP32 either way, as the interface requires.
 
@@ -59,13 +58,3 @@ class TorchBackend(Backend):
         out = out if isinstance(out, tuple) else (out,)
         for name, value in zip(ROLES[role].outputs, out, strict=True):
             outputs[name].copy_(value)
-
-    def upload(self, frame: Tensor) -> Tensor:
-        return self.steps.upload(frame)
-
-    def run(self, role: str, *inputs: Tensor) -> StepOutputs:
-        return self.steps.run(role, inputs)
-
-    def describe(self) -> str:
-        graphs = ", CUDA graphs" if self.steps.cuda_graphs else ""
-        return f"{self.name} on {self.device} ({self.precision}{graphs})"

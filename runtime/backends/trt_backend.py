@@ -27,13 +27,13 @@ from torch import Tensor
 from pahs_export.errors import PahsError
 from pahs_export.tensorrt_artifact import check_compatible, check_in_profile, read_manifest
 
-from .base import Backend, StepOutputs
-from .resident import ResidentSteps
+from .base import StepOutputs
+from .resident import ResidentBackend, ResidentSteps
 
 _DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16}
 
 
-class TensorRTBackend(Backend):
+class TensorRTBackend(ResidentBackend):
     """Runs the engines of a TensorRT artifact folder on one CUDA device."""
 
     name = "tensorrt"
@@ -92,16 +92,9 @@ class TensorRTBackend(Backend):
         if not ctx.execute_async_v3(torch.cuda.current_stream(self.device).cuda_stream):
             raise PahsError(f"TensorRT failed to run the {role} engine; re-run with --debug for its log")
 
-    def upload(self, frame: Tensor) -> Tensor:
-        return self.steps.upload(frame)
-
     def run(self, role: str, *inputs: Tensor) -> StepOutputs:
         n, _, height, width = inputs[0].shape
         if (n, height, width) not in self._checked:
             check_in_profile(self.manifest, n, width, height)
             self._checked.add((n, height, width))
-        return self.steps.run(role, inputs)
-
-    def describe(self) -> str:
-        graphs = ", CUDA graphs" if self.steps.cuda_graphs else ""
-        return f"{self.name} on {self.device} ({self.precision}{graphs})"
+        return super().run(role, *inputs)
