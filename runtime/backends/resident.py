@@ -188,6 +188,11 @@ class ResidentSteps:
         outs = self._replay(role, feeds, shapes) if self.cuda_graphs else self._eager(role, feeds, shapes)
         return tuple(outs[name].float() for name in spec.outputs)
 
+    def _swap_for(self, role: str) -> SwapBuffers:
+        if role not in self._swap:
+            self._swap[role] = SwapBuffers()
+        return self._swap[role]
+
     def _out_buffer(self, role: str, name: str, shape: tuple[int, ...]) -> Tensor:
         return torch.empty(shape, dtype=self._dtype_of(role, name), device=self.device)
 
@@ -195,7 +200,7 @@ class ResidentSteps:
         outs = {}
         for name, shape in shapes.items():
             if name == "h":  # the carried state: the buffer that is not h_prev's
-                outs[name] = self._swap.setdefault(role, SwapBuffers()).output_for(feeds["h_prev"], shape)
+                outs[name] = self._swap_for(role).output_for(feeds["h_prev"], shape)
             else:  # fresh: the loop keeps feat for up to chunk + lookahead steps
                 outs[name] = self._out_buffer(role, name, shape)
         self._launch(role, feeds, outs)
@@ -216,7 +221,7 @@ class ResidentSteps:
         bound_in, bound_out = dict(static_in), dict(static_out)
         parity = 0
         if "h_prev" in feeds:
-            swap = self._swap.setdefault(role, SwapBuffers())
+            swap = self._swap_for(role)
             parity = swap.slot_of(feeds["h_prev"])
             bound_in["h_prev"], bound_out["h"] = swap.buffer(parity), swap.buffer(1 - parity)
         bound_in = {name: bound_in[name] for name in ROLES[role].inputs}  # the contract's order
