@@ -45,7 +45,8 @@ class TrainConfig:
     workers: int = 1  # data-loading processes (synthesis runs there, beside the training threads)
     device: str = "cpu"  # "cpu" or "cuda"
     # bf16 autocast (weights and optimizer stay FP32) on CUDA, and on CPUs with native bf16 (AVX512-BF16 or
-    # AMX; 1.7x faster on a 2-core AVX512-BF16 machine with channels_last); elsewhere FP32.
+    # AMX; 1.64x per step with channels_last on a 2-core AVX512-BF16 machine, docs/experiments/train_step_speed.py);
+    # elsewhere FP32.
     amp: bool = True
 
 
