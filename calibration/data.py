@@ -2,7 +2,9 @@
 
 INT8 ranges must cover the states the graphs really see, so ``h_prev``/``feat_prev`` (and the fuse graph's
 ``feat_fwd``/``feat_bwd``) come from running the FP32 model's bidirectional loop over calibration clips,
-not from zeros or noise. Each graph role gets one feed per time step, keyed by the graph's input names.
+not from zeros or noise. The loop is the runtime's own (:func:`runtime.loop.restore_clip` over the PyTorch
+backend), watched by a :class:`~runtime.backends.BackendWrapper` that records the inputs of every step.
+Each graph role gets one feed per time step, keyed by the graph's input names.
 
 Clips come from videos or frame folders given by the user (``--calibration PATH ...``) or, by default,
 from the project's sample content: synthetic GOPRO-style clips of the *training* content split
@@ -11,18 +13,25 @@ from the project's sample content: synthetic GOPRO-style clips of the *training*
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
-from pahs_export.artifact import ROLES
+from pahs_export.contract import ROLES, roles_for
 from pahs_export.errors import PahsError
 from pahs_export.model import PAHS
+from pahs_export.precision import Feeds
+from pahs_export.training.synth import SynthConfig, make_clip
+from runtime.backends import Backend, BackendWrapper, StepOutputs
+from runtime.backends.torch_backend import TorchBackend
+from runtime.io import open_input
+from runtime.loop import restore_clip
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,18 @@ class CalibrationSet:
     size: int = 160  # clips are center-cropped (and downscaled first if larger) to at most size x size
     clips: int = 4  # synthetic sample clips when no paths are given
     seed: int = 123  # first synthetic seed (training content split)
+
+    # The export's CalibrationSource interface (pahs_export.precision):
+    def load(self) -> list[Tensor]:
+        """The clips of this set (see :func:`load_clips`)."""
+        return load_clips(self)
+
+    def record(self, model: PAHS, clips: Sequence[Tensor]) -> Feeds:
+        """Feeds of every step while the FP32 ``model`` restores ``clips`` (see :func:`record_feeds`)."""
+        return record_feeds(model, clips)
+
+    def describe(self) -> dict[str, Any]:
+        return {**asdict(self), "paths": list(self.paths)}
 
 
 DEFAULT_SET = CalibrationSet()
@@ -59,12 +80,8 @@ def _fit(image: np.ndarray, size: int) -> torch.Tensor:
 def load_clips(cal: CalibrationSet) -> list[torch.Tensor]:
     """The calibration clips, each [T,3,H,W] float32 in [0, 1]."""
     if not cal.paths:
-        from pahs_export.training.synth import SynthConfig, make_clip
-
         config = SynthConfig(height=cal.size, width=cal.size, frames=cal.frames, split="train")
         return [make_clip(cal.seed + i, config)[0] for i in range(cal.clips)]
-    from runtime.video import open_input
-
     clips = []
     for path in cal.paths:
         if not Path(path).exists():
@@ -77,42 +94,23 @@ def load_clips(cal: CalibrationSet) -> list[torch.Tensor]:
     return clips
 
 
-def clips_sha256(clips: Sequence[torch.Tensor]) -> str:
-    """A digest of the calibration frames themselves (shape and values)."""
-    digest = hashlib.sha256()
-    for clip in clips:
-        digest.update(str(tuple(clip.shape)).encode())
-        digest.update(clip.contiguous().numpy().tobytes())
-    return digest.hexdigest()
+class _Recorder(BackendWrapper):
+    """Records the inputs of every step it runs, per role, as numpy copies (state buffers get reused)."""
+
+    def __init__(self, inner: Backend) -> None:
+        super().__init__(inner)
+        self.feeds: Feeds = {role: [] for role in roles_for(inner.bidirectional)}
+
+    def run(self, role: str, *inputs: Tensor) -> StepOutputs:
+        names = ROLES[role].inputs
+        self.feeds[role].append({n: x.detach().cpu().numpy().copy() for n, x in zip(names, inputs, strict=True)})
+        return self.inner.run(role, *inputs)
 
 
 @torch.no_grad()
-def record_feeds(model: PAHS, clips: Iterable[torch.Tensor]) -> dict[str, list[dict[str, np.ndarray]]]:
+def record_feeds(model: PAHS, clips: Iterable[Tensor]) -> Feeds:
     """Run the FP32 reference loop (``lookahead=None``) over each clip; role -> one feed dict per step."""
-    model = model.eval()
-    feeds: dict[str, list[dict[str, np.ndarray]]] = {
-        role: [] for role in (("forward", "backward", "fuse") if model.bidirectional else ("step",))
-    }
-
-    def add(role: str, *tensors: torch.Tensor) -> None:
-        feeds[role].append({n: t.numpy().copy() for n, t in zip(ROLES[role].inputs, tensors, strict=True)})
-
+    recorder = _Recorder(TorchBackend(model.eval()))
     for clip in clips:
-        x = clip[:, None]  # [T,1,3,H,W]: one frame per step, batch 1
-        h, f = model.initial_state(x[0])
-        if not model.bidirectional:
-            for t in range(len(x)):
-                add("step", x[t], h, f)
-                _, h, f = model.step(x[t], h, f)
-            continue
-        fwd = []
-        for t in range(len(x)):
-            add("forward", x[t], h, f)
-            h, f = model.forward_step(x[t], h, f)
-            fwd.append(f)
-        h, f = model.initial_state(x[0])
-        for t in range(len(x) - 1, -1, -1):
-            add("backward", x[t], h, f)
-            h, f = model.backward_step(x[t], h, f)
-            add("fuse", x[t], fwd[t], f)
-    return feeds
+        restore_clip(recorder, clip)
+    return recorder.feeds

@@ -5,7 +5,6 @@ Loading never executes code from the file (safetensors holds only tensors and st
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -100,12 +99,3 @@ def load_model(
         )
     model.load_state_dict(state)
     return model.to(device).eval()
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

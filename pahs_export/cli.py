@@ -9,7 +9,11 @@ from typing import Annotated, Optional
 import typer
 
 from .cli_common import DEBUG_HELP, entry_point, new_app, parse_size
+from .contract import PRECISIONS
+from .onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+from .precision import CALIBRATION_METHODS, INT8_TARGETS, Int8Options
 from .presets import DEFAULT_PRESET, PRESETS, get_preset
+from .verify import DEFAULT_FRAMES, DEFAULT_REDUCED_FRAMES, DEFAULT_SIZES
 
 app = new_app("Export PAHS to ONNX and TensorRT, verify the exported graphs, show model size and compute.")
 
@@ -18,12 +22,16 @@ PresetOpt = Annotated[
     typer.Option("--preset", "-p", help=f"Model preset: {', '.join(PRESETS)} (default {DEFAULT_PRESET})."),
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)]
+INFO_SIZE = (1280, 720)  # the paper's frame size
+INT8_DEFAULTS = Int8Options()
 
 
 @app.command()
 def info(
     preset: PresetOpt = None,
-    size: Annotated[Optional[str], typer.Option("--size", help="Frame size WxH for FLOPs (default 1280x720).")] = None,
+    size: Annotated[
+        Optional[str], typer.Option("--size", help=f"Frame size WxH for FLOPs (default {INFO_SIZE[0]}x{INFO_SIZE[1]}).")
+    ] = None,
     unidirectional: Annotated[bool, typer.Option("--unidirectional", help="Count the online model.")] = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -31,14 +39,8 @@ def info(
     from .info import model_info
 
     p = get_preset(preset or DEFAULT_PRESET)
-    width, height = parse_size(size) if size else (1280, 720)
-    if width % p.stride or height % p.stride:
-        from .errors import PahsError
-
-        raise PahsError(
-            f"expected a size whose width and height are multiples of {p.stride}, found {width}x{height}; "
-            f"try {width // p.stride * p.stride or p.stride}x{height // p.stride * p.stride or p.stride}"
-        )
+    width, height = parse_size(size) if size else INFO_SIZE
+    p.geometry.check_size(width, height, "a --size")
     mi = model_info(p.name, bidirectional=not unidirectional, width=width, height=height)
     direction = "bidirectional" if mi.bidirectional else "unidirectional"
     typer.echo(f"preset {p.name}: {p.description}; {direction}; c={p.channels}, h={p.hidden}, mid={p.mid}")
@@ -66,7 +68,10 @@ def onnx(
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="Artifact folder to write (default PRESET-onnx-fp32).")
     ] = None,
-    opset: Annotated[Optional[int], typer.Option("--opset", help="ONNX opset, 17 to 20 (default 17).")] = None,
+    opset: Annotated[
+        Optional[int],
+        typer.Option("--opset", help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET} (default {DEFAULT_OPSET})."),
+    ] = None,
     random_init: Annotated[
         bool, typer.Option("--random-init", help="Export random weights on purpose (no trained weights).")
     ] = False,
@@ -76,7 +81,7 @@ def onnx(
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
     precision: Annotated[
-        Optional[str], typer.Option("--precision", help="fp32 | fp16 | int8 (Q/DQ) (default fp32).")
+        Optional[str], typer.Option("--precision", help=f"{' | '.join(PRECISIONS)} (int8: Q/DQ) (default fp32).")
     ] = None,
     calibration: Annotated[
         Optional[list[Path]],
@@ -84,11 +89,18 @@ def onnx(
     ] = None,
     calibration_method: Annotated[
         Optional[str],
-        typer.Option("--calibration-method", help="INT8: minmax | entropy | percentile (default minmax)."),
+        typer.Option(
+            "--calibration-method",
+            help=f"INT8: {' | '.join(CALIBRATION_METHODS)} (default {INT8_DEFAULTS.method}).",
+        ),
     ] = None,
     int8_target: Annotated[
         Optional[str],
-        typer.Option("--int8-target", help="INT8: tensorrt (symmetric, default) | cpu (ONNX Runtime on x86)."),
+        typer.Option(
+            "--int8-target",
+            help=f"INT8: {' | '.join(INT8_TARGETS)}: tensorrt = symmetric, for TensorRT; cpu = for ONNX Runtime "
+            f"on x86 (default {INT8_DEFAULTS.target}).",
+        ),
     ] = None,
     debug: DebugOpt = False,
 ) -> None:
@@ -96,8 +108,7 @@ def onnx(
     from dataclasses import replace
 
     from .errors import PahsError
-    from .onnx_export import DEFAULT_OPSET, artifact_from_model
-    from .precision import PRECISIONS, Int8Options
+    from .onnx_export import artifact_from_model
     from .weights import resolve_model
 
     prec = precision or "fp32"
@@ -106,12 +117,12 @@ def onnx(
     if prec != "int8" and (calibration or calibration_method or int8_target):
         raise PahsError(f"expected INT8 options only with --precision int8, found --precision {prec}")
     int8_changes = {"method": calibration_method, "target": int8_target}
-    int8 = replace(Int8Options(), **{k: v for k, v in int8_changes.items() if v is not None})
+    int8 = replace(INT8_DEFAULTS, **{k: v for k, v in int8_changes.items() if v is not None})
     cal = None
-    if calibration:
-        from calibration.data import CalibrationSet
+    if prec == "int8":
+        from calibration.data import DEFAULT_SET, CalibrationSet
 
-        cal = CalibrationSet(paths=tuple(str(p) for p in calibration))
+        cal = CalibrationSet(paths=tuple(str(p) for p in calibration)) if calibration else DEFAULT_SET
 
     model, source = resolve_model(
         checkpoint, preset, random_init=random_init, seed=seed, bidirectional=False if unidirectional else None
@@ -138,11 +149,19 @@ def onnx(
 def verify(
     artifact: Annotated[Path, typer.Argument(help="Artifact folder written by `pahs-export onnx`.")],
     frames: Annotated[
-        Optional[int], typer.Option("--frames", "-n", help="Frames per sequence (default 30 for fp32, else 60).")
+        Optional[int],
+        typer.Option(
+            "--frames",
+            "-n",
+            help=f"Frames per sequence (default {DEFAULT_FRAMES['fp32']} for fp32, else {DEFAULT_REDUCED_FRAMES}).",
+        ),
     ] = None,
     size: Annotated[
         Optional[list[str]],
-        typer.Option("--size", help="Frame size WxH; repeat for several (default 128x80, 208x112)."),
+        typer.Option(
+            "--size",
+            help=f"Frame size WxH; repeat for several (default {', '.join(f'{w}x{h}' for w, h in DEFAULT_SIZES)}).",
+        ),
     ] = None,
     checkpoint: Annotated[
         Optional[Path],
@@ -157,42 +176,20 @@ def verify(
 ) -> None:
     """Drive the graphs with ONNX Runtime (CPU) over held-out clips and compare every frame with FP32 PyTorch."""
     from .artifact import read_artifact
-    from .errors import PahsError
-    from .samples import sample_pair
-    from .verify import TOLERANCES, VerifyReport, plot_report, reference_evaluator_check, verify_backend
-    from .weights import reference_checkpoint, reference_model
+    from .verify import plot_report, verdict, verify_artifact
+    from .weights import reference_checkpoint
 
     art = read_artifact(artifact)
-    art.check_hashes()
-    sizes = [parse_size(s) for s in size] if size else [(128, 80), (208, 112)]
-    multiple = art.manifest["size_multiple"]
-    for w, h in sizes:
-        if w % multiple or h % multiple:
-            raise PahsError(
-                f"expected sizes whose width and height are multiples of {multiple}, found {w}x{h}; "
-                f"try {max(multiple, w // multiple * multiple)}x{max(multiple, h // multiple * multiple)}"
-            )
-    n_frames = frames or (30 if art.precision == "fp32" else 60)
-    if n_frames < 1:
-        raise PahsError(f"expected --frames of at least 1, found {n_frames}")
+    sizes = [parse_size(s) for s in size] if size else None
+    report = verify_artifact(art, frames, sizes, checkpoint)
+    tolerance = report.tolerance
     ckpt = reference_checkpoint(art, checkpoint)
-    model = reference_model(art, checkpoint)
-
-    from runtime.backends.ort_backend import OnnxRuntimeBackend
-
-    backend = OnnxRuntimeBackend(art)
-    tolerance = TOLERANCES[art.precision]
-    report = VerifyReport(backend.name, art.precision, tolerance)
-    if art.precision == "fp32":  # an independent numpy implementation must agree with PyTorch too
-        report.reference_evaluator = reference_evaluator_check(art, model)
-    clips = [sample_pair(n_frames, w, h, seed=i) for i, (w, h) in enumerate(sizes)]
-    report.sequences = verify_backend(backend, model, clips, tolerance)
-
-    typer.echo(f"{art.path}: {art.preset}, {art.manifest['direction']}, {art.precision}; reference: {ckpt}")
+    typer.echo(f"{art.path}: {art.preset}, {art.manifest.direction}, {art.precision}; reference: {ckpt}")
     for role, err in report.reference_evaluator.items():
         typer.echo(f"onnx.reference {role:<9} one step at 32x32: max abs error {err:.2e}")
+    runner = f"{report.backend} on cpu ({art.precision})"
     for seq in report.sequences:
-        typer.echo(f"\n{seq.width}x{seq.height}, {len(seq.frames)} frames ({backend.describe()} vs PyTorch):")
+        typer.echo(f"\n{seq.width}x{seq.height}, {len(seq.frames)} frames ({runner} vs PyTorch):")
         typer.echo(f"{'frame':>6}{'max abs':>12}{'PSNR dB':>10}{'vs GT dB':>10}{'FP32 vs GT':>12}")
         for f in seq.frames:
             typer.echo(f"{f.index:>6}{f.max_abs:>12.2e}{f.psnr:>10.2f}{f.gt_psnr:>10.2f}{f.ref_gt_psnr:>12.2f}")
@@ -207,8 +204,7 @@ def verify(
         path = plot or art.path.with_name(f"{art.path.name}-verify.png")
         plot_report(report, path, f"{art.path.name}: {art.preset} {art.precision}, held-out synthetic clips")
         typer.echo(f"plot: {path}")
-    verdict = "PASS" if report.passed else "FAIL"
-    typer.echo(f"\n{verdict}: {art.precision} {backend.name} vs PyTorch, every frame, {tolerance.describe()}")
+    typer.echo("\n" + verdict(report.passed, f"{art.precision} {report.backend} vs PyTorch, every frame", tolerance))
     if not report.passed:
         raise typer.Exit(1)
 
@@ -246,8 +242,8 @@ def trt(
     from dataclasses import replace
 
     from .errors import PahsError
-    from .tensorrt_artifact import Profile
-    from .tensorrt_build import BuildOptions, import_tensorrt, trt_artifact_from_onnx
+    from .tensorrt_artifact import Profile, import_tensorrt
+    from .tensorrt_build import BuildOptions, check_buildable, trt_artifact_from_onnx
 
     if fp16 and int8:
         raise PahsError("expected at most one of --fp16 and --int8, found both; pick one")
@@ -261,18 +257,7 @@ def trt(
     if onnx_artifact is not None:
         from .artifact import read_artifact
 
-        art = read_artifact(onnx_artifact)
-        if art.precision != precision:
-            raise PahsError(
-                f"expected an ONNX artifact of precision {precision}, found {art.precision} in {onnx_artifact}; "
-                f"export one with `pahs-export onnx --precision {precision}`"
-            )
-        target = next(iter(art.manifest["precision_details"].values()), {}).get("target", "tensorrt")
-        if target != "tensorrt":
-            raise PahsError(
-                f"expected INT8 graphs with TensorRT's conventions, found --int8-target {target} in {onnx_artifact}; "
-                "export with `pahs-export onnx --precision int8` (default target tensorrt)"
-            )
+        check_buildable(read_artifact(onnx_artifact), precision)
     import_tensorrt()  # before any heavy work: without TensorRT nothing else is worth doing
     if onnx_artifact is None:
         from .onnx_export import artifact_from_model
@@ -280,29 +265,32 @@ def trt(
 
         model, source = resolve_model(checkpoint, preset)
         onnx_artifact = out.with_name(f"{out.stem}-onnx-{precision}")
-        artifact_from_model(model, onnx_artifact, source=source, precision=precision, overwrite=overwrite)
+        cal = None
+        if precision == "int8":
+            from calibration.data import DEFAULT_SET
+
+            cal = DEFAULT_SET
+        artifact_from_model(
+            model, onnx_artifact, source=source, precision=precision, overwrite=overwrite, calibration=cal
+        )
     options = BuildOptions(profile, opt_level, workspace, timing_cache)
-    trt_artifact_from_onnx(onnx_artifact, out, options, overwrite=overwrite)
+    trt_artifact_from_onnx(onnx_artifact, out, options, overwrite=overwrite, precision=precision)
     typer.echo(f"wrote {out}/ ({precision} engines, profile {profile.describe()})")
     if verify_frames:
         from runtime.backends.trt_backend import TensorRTBackend
 
         from .artifact import read_artifact
         from .samples import sample_pair
-        from .verify import TOLERANCES, verify_backend
+        from .verify import TOLERANCES, verdict, verify_backend
         from .weights import reference_model
 
-        art = read_artifact(onnx_artifact)
-        model = reference_model(art)
-        backend = TensorRTBackend(out)
+        model = reference_model(read_artifact(onnx_artifact))
         w, h = profile.opt_size
-        results = verify_backend(backend, model, [sample_pair(verify_frames, w, h)], TOLERANCES[precision])
+        results = verify_backend(TensorRTBackend(out), model, [sample_pair(verify_frames, w, h)], TOLERANCES[precision])
         worst = results[0]
-        verdict = "PASS" if worst.passed else "FAIL"
-        typer.echo(
-            f"{verdict}: TensorRT {precision} vs PyTorch over {verify_frames} frames at {w}x{h}: worst max abs "
-            f"{worst.worst_max_abs:.2e}, worst PSNR {worst.worst_psnr:.2f} dB ({TOLERANCES[precision].describe()})"
-        )
+        what = f"TensorRT {precision} vs PyTorch over {verify_frames} frames at {w}x{h}: worst max abs "
+        what += f"{worst.worst_max_abs:.2e}, worst PSNR {worst.worst_psnr:.2f} dB"
+        typer.echo(verdict(worst.passed, what, TOLERANCES[precision]))
         if not worst.passed:
             raise typer.Exit(1)
 

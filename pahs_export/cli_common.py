@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import typer
 
 from .errors import PahsError
 
 DEBUG_HELP = "Show the full traceback of errors."
+# Typer vendors click in recent versions and imports it in older ones: find its exception base either way.
+_CLICK_EXCEPTION = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+Main = Callable[[Sequence[str] | None], int]
 
 
 def new_app(help_text: str) -> typer.Typer:
@@ -23,23 +27,30 @@ def new_app(help_text: str) -> typer.Typer:
     )
 
 
-def entry_point(app: typer.Typer, prog_name: str) -> Callable[[], None]:
-    """Wrap ``app`` so that a :class:`PahsError` prints ``prog: error: ...`` and exits 2 (traceback with --debug)."""
+def entry_point(app: typer.Typer, prog_name: str) -> Main:
+    """``main(argv=None) -> int`` for ``app``: runs in-process (``argv`` None: ``sys.argv[1:]``) and returns the
+    exit status. A :class:`PahsError` prints ``prog: error: ...`` and gives 2 (the traceback with --debug);
+    usage errors print click's message and give its status; an interrupt gives 130."""
 
-    def main() -> None:
-        debug = "--debug" in sys.argv[1:]
+    def main(argv: Sequence[str] | None = None) -> int:
+        args = list(sys.argv[1:] if argv is None else argv)
+        debug = "--debug" in args
         try:
-            app(prog_name=prog_name)
+            status = app(args=args, prog_name=prog_name, standalone_mode=False)
         except PahsError as e:
             if debug:
                 raise
             print(f"{prog_name}: error: {e}", file=sys.stderr)
-            sys.exit(2)
-        except KeyboardInterrupt:
+            return 2
+        except _CLICK_EXCEPTION as e:
+            e.show()
+            return e.exit_code
+        except (KeyboardInterrupt, typer.Abort):
             if debug:
                 raise
             print(f"{prog_name}: interrupted", file=sys.stderr)
-            sys.exit(130)
+            return 130
+        return status if isinstance(status, int) else 0
 
     return main
 

@@ -1,7 +1,8 @@
 """The PAHS reference model in pure PyTorch (Park, Nah, Lee, ECCV 2022; arXiv 2203.16063).
 
 Everything else in this project (ONNX export, TensorRT engines, the runtime, calibration, training) is a
-client of this file; it imports nothing of theirs. The architecture reading is ../shared/DESIGN.md §1.
+client of this file; it imports nothing of theirs. The architecture reading (how the paper's text and model
+sizes fix every layer) is docs/ARCHITECTURE.md.
 
 Layouts: frames are float32 RGB in [0, 1], NCHW (one step) or NTCHW (a clip), with H and W multiples
 of 16. The recurrent state of one direction is ``h`` [N, c/3, H/4, W/4] (the hidden state) and
@@ -18,8 +19,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .contract import check_size_multiple
 from .errors import PahsError
-from .presets import Preset
+from .presets import DEFAULT_LOOKAHEAD, Preset
 
 
 def conv(cin: int, cout: int, kernel: int = 3, stride: int = 1) -> nn.Conv2d:
@@ -170,11 +172,7 @@ def check_frames(frames: Tensor, stride: int) -> None:
             "convert to RGB"
         )
     h, w = frames.shape[-2:]
-    if h % stride or w % stride or h == 0 or w == 0:
-        raise PahsError(
-            f"expected height and width that are positive multiples of {stride}, found {w}x{h}; pad the frames "
-            "(the runtime does this for you)"
-        )
+    check_size_multiple(w, h, stride, "frames", "pad the frames (the runtime does this for you)")
 
 
 def pad_to_multiple(frames: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
@@ -196,9 +194,8 @@ class _PAHSBase(nn.Module):
     def initial_state(self, frame: Tensor) -> tuple[Tensor, Tensor]:
         """Zero (h, feat) for a step on ``frame`` [N,3,H,W]: [N,c/3,H/4,W/4] and [N,c,H/4,W/4]."""
         n, _, height, width = frame.shape
-        p = self.preset
-        zeros = frame.new_zeros
-        return zeros(n, p.hidden, height // 4, width // 4), zeros(n, p.channels, height // 4, width // 4)
+        h_shape, feat_shape = self.preset.geometry.state_shapes(n, height, width)
+        return frame.new_zeros(h_shape), frame.new_zeros(feat_shape)
 
 
 class BidirectionalPAHS(_PAHSBase):
@@ -234,7 +231,7 @@ class BidirectionalPAHS(_PAHSBase):
             out.append(feat)
         return out[::-1]
 
-    def forward(self, frames: Tensor, lookahead: int | None = 19) -> Tensor:
+    def forward(self, frames: Tensor, lookahead: int | None = DEFAULT_LOOKAHEAD) -> Tensor:
         """Restore a clip.
 
         frames: [N, T, 3, H, W] float RGB in [0, 1]. Returns the restored clip, same shape (not clamped).
@@ -280,7 +277,7 @@ class UnidirectionalPAHS(_PAHSBase):
         h, feat = self.cell(frame, h_prev, feat_prev)
         return frame + self.reconstructor(feat), h, feat
 
-    def forward(self, frames: Tensor, lookahead: int | None = 19) -> Tensor:
+    def forward(self, frames: Tensor, lookahead: int | None = DEFAULT_LOOKAHEAD) -> Tensor:
         """Restore a clip [N, T, 3, H, W] online; ``lookahead`` is accepted for API symmetry and unused."""
         check_frames(frames, self.preset.stride)
         h, feat = self.initial_state(frames[:, 0])

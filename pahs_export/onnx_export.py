@@ -7,28 +7,32 @@ several nodes (the shared Ping-Pong block, applied 8 times) as one initializer.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import onnx
 import torch
 from torch import nn
 
-from .artifact import BIDIRECTIONAL_ROLES, FORMAT, MANIFEST, ROLES, UNIDIRECTIONAL_ROLES, read_artifact, tensor_shape
-from .checkpoint import file_sha256, save_checkpoint
+from .artifact import ONNX_FORMAT, Manifest, read_artifact, write_manifest
+from .cache import cache_dir
+from .checkpoint import save_checkpoint
+from .contract import PRECISIONS, ROLES, roles_for
 from .errors import PahsError
+from .files import AtomicOutput, file_sha256
 from .model import PAHS
-from .precision import PRECISIONS, Fp16Options, Int8Options
-
-if TYPE_CHECKING:
-    from calibration.data import CalibrationSet
+from .precision import (
+    CalibrationSource,
+    Fp16Options,
+    Int8Options,
+    calibration_key,
+    clips_sha256,
+    fp16_graph_from_fp32,
+    int8_graph_from_fp32,
+)
 
 MIN_OPSET = 17
 MAX_OPSET = 20
@@ -50,20 +54,11 @@ class _RoleGraph(nn.Module):
         return getattr(self.model, self.method)(*inputs)
 
 
-def roles_of(model: PAHS) -> tuple[str, ...]:
-    return BIDIRECTIONAL_ROLES if model.bidirectional else UNIDIRECTIONAL_ROLES
-
-
 def example_inputs(model: PAHS, role: str, n: int, height: int, width: int) -> tuple[torch.Tensor, ...]:
     """Random inputs of the contract shapes for ``role`` (not zeros, so no branch is traced on zeros)."""
     gen = torch.Generator().manual_seed(0)
-    p = model.preset
-    shapes = {
-        "frame": (n, 3, height, width),
-        "h_prev": (n, p.hidden, height // 4, width // 4),
-    }
-    feat_shape = (n, p.channels, height // 4, width // 4)
-    return tuple(torch.rand(shapes.get(name, feat_shape), generator=gen) for name in ROLES[role].inputs)
+    geometry = model.preset.geometry
+    return tuple(torch.rand(geometry.shape(name, n, height, width), generator=gen) for name in ROLES[role].inputs)
 
 
 def _dynamic_axes(role: str) -> dict[str, dict[int, str]]:
@@ -122,11 +117,10 @@ def _give_outputs_own_nodes(proto: onnx.ModelProto) -> None:
 
 
 def _io_table(model: PAHS, role: str) -> dict[str, dict[str, list[str | int]]]:
-    p = model.preset
-    spec = ROLES[role]
+    geometry, spec = model.preset.geometry, ROLES[role]
     return {
-        "inputs": {n: tensor_shape(n, p.channels, p.hidden) for n in spec.inputs},
-        "outputs": {n: tensor_shape(n, p.channels, p.hidden) for n in spec.outputs},
+        "inputs": {n: geometry.symbolic_shape(n) for n in spec.inputs},
+        "outputs": {n: geometry.symbolic_shape(n) for n in spec.outputs},
     }
 
 
@@ -142,12 +136,13 @@ def artifact_from_model(
     precision: str = "fp32",
     fp16: Fp16Options = Fp16Options(),
     int8: Int8Options = Int8Options(),
-    calibration: CalibrationSet | None = None,
+    calibration: CalibrationSource | None = None,
 ) -> Path:
     """Export every graph of ``model`` into the artifact folder ``out`` and write its manifest.
 
-    ``precision``: "fp32", "fp16" (``fp16`` options) or "int8" (Q/DQ, calibrated on ``calibration`` clips by
-    running this FP32 model over them; the calibrated ranges are cached, see :func:`calibrate_roles`).
+    ``precision``: "fp32", "fp16" (``fp16`` options) or "int8" (Q/DQ, calibrated on the clips of
+    ``calibration`` by running this FP32 model over them; the calibrated ranges are cached, see
+    :func:`calibrate_roles`). ``calibration.data.CalibrationSet`` is the project's calibration source.
 
     ``source`` describes where the weights came from (recorded under "checkpoint" in the manifest).
     ``include_checkpoint`` also stores the weights as safetensors inside the artifact (used for random
@@ -156,6 +151,8 @@ def artifact_from_model(
     """
     if precision not in PRECISIONS:
         raise PahsError(f"expected a precision among {', '.join(PRECISIONS)}, found {precision!r}")
+    if precision == "int8" and calibration is None:
+        raise PahsError("expected calibration data for an INT8 export, found none; pass a calibration source")
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise PahsError(
             f"expected an opset from {MIN_OPSET} to {MAX_OPSET}, found {opset}; use --opset {DEFAULT_OPSET}"
@@ -163,62 +160,47 @@ def artifact_from_model(
     out = Path(out)
     if out.exists() and not overwrite:
         raise PahsError(f"{out} already exists; pass --overwrite to replace it or choose another -o")
-    parent = out.parent if str(out.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
-    except OSError as e:
-        raise PahsError(f"cannot write the artifact under {parent}: {e.strerror}; choose a writable -o") from None
-    try:
+    with AtomicOutput(out, folder=True, what="the artifact") as target:
+        tmp = target.tmp
         model = model.eval().cpu()
         graphs: dict[str, str] = {}
         io: dict[str, Any] = {}
         details: dict[str, Any] = {}
-        for role in roles_of(model):
+        for role in roles_for(model.bidirectional):
             if progress:
                 progress(f"exporting {role} graph")
             graphs[role] = f"{role}.onnx"
             graph_from_model(model, role, tmp / graphs[role], opset)
             io[role] = _io_table(model, role)
-        extra: dict[str, Any] = {}
+        calibration_info = None
         if precision == "fp16":
-            from .precision import fp16_graph_from_fp32
-
             for role, name in graphs.items():
                 if progress:
                     progress(f"converting {role} graph to fp16")
                 details[role] = fp16_graph_from_fp32(tmp / name, tmp / name, fp16)
         elif precision == "int8":
-            details, extra["calibration"] = calibrate_roles(model, tmp, graphs, int8, calibration, progress)
+            assert calibration is not None
+            details, calibration_info = calibrate_roles(model, tmp, graphs, int8, calibration, progress)
         if include_checkpoint:
             save_checkpoint(model, tmp / INCLUDED_CHECKPOINT)
             source = {**source, "file": INCLUDED_CHECKPOINT}
-        p = model.preset
-        manifest = {
-            "format": FORMAT,
-            "preset": p.name,
-            "direction": "bidirectional" if model.bidirectional else "unidirectional",
-            "channels": {"c": p.channels, "hidden": p.hidden, "mid": p.mid},
-            "size_multiple": p.stride,
-            "opset": opset,
-            "precision": precision,
-            "precision_details": details,
-            **extra,
-            "graphs": graphs,
-            "io": io,
-            "checkpoint": source,
-            "sha256": {name: file_sha256(tmp / name) for name in sorted(os.listdir(tmp))},
-            "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "pahs": _pahs_version()},
-            "exported_at_size": {"n": TRACE_N, "height": TRACE_H, "width": TRACE_W},
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; an artifact is meant to be shared
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        manifest = Manifest(
+            format=ONNX_FORMAT,
+            preset=model.preset.name,
+            bidirectional=model.bidirectional,
+            geometry=model.preset.geometry,
+            precision=precision,
+            files=graphs,
+            sha256={name: file_sha256(tmp / name) for name in sorted(os.listdir(tmp))},
+            opset=opset,
+            precision_details=details,
+            calibration=calibration_info,
+            io=io,
+            checkpoint=source,
+            versions={"torch": torch.__version__, "onnx": onnx.__version__, "pahs": _pahs_version()},
+            exported_at_size={"n": TRACE_N, "height": TRACE_H, "width": TRACE_W},
+        )
+        write_manifest(tmp, manifest)
     read_artifact(out)  # internal invariant: what we wrote reads back
     return out
 
@@ -228,7 +210,7 @@ def calibrate_roles(
     folder: Path,
     graphs: dict[str, str],
     options: Int8Options,
-    calibration: CalibrationSet | None,
+    calibration: CalibrationSource,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Quantize the FP32 graphs in ``folder`` in place to INT8 Q/DQ.
@@ -238,14 +220,9 @@ def calibrate_roles(
     FP32 graph's sha256, the calibration frames' sha256 and the options: a second export with the same model
     and data skips the FP32 loop and the calibration entirely.
     """
-    from calibration.data import DEFAULT_SET, clips_sha256, load_clips, record_feeds
-
-    from .cache import cache_dir
-    from .precision import calibration_key, int8_graph_from_fp32
-
-    cal = calibration or DEFAULT_SET
-    clips = load_clips(cal)
+    clips = calibration.load()
     data_sha = clips_sha256(clips)
+    frames = sum(len(c) for c in clips)
     cache_root = cache_dir() / "calibration"
     cache_root.mkdir(parents=True, exist_ok=True)
     keys = {role: calibration_key(file_sha256(folder / name), data_sha, options) for role, name in graphs.items()}
@@ -253,8 +230,8 @@ def calibrate_roles(
     feeds = None
     if not cached:
         if progress:
-            progress(f"calibrating: FP32 loop over {len(clips)} clips ({sum(len(c) for c in clips)} frames)")
-        feeds = record_feeds(model, clips)
+            progress(f"calibrating: FP32 loop over {len(clips)} clips ({frames} frames)")
+        feeds = calibration.record(model, clips)
     details = {}
     for role, name in graphs.items():
         if progress:
@@ -267,8 +244,8 @@ def calibrate_roles(
         )
         fp32.unlink()
     info = {
-        "set": {**asdict(cal), "paths": list(cal.paths)},
-        "frames": sum(len(c) for c in clips),
+        "set": calibration.describe(),
+        "frames": frames,
         "data_sha256": data_sha,
         "method": options.method,
         "cache_keys": keys,

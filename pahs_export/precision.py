@@ -28,13 +28,20 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import onnx
 
+from .contract import PRECISIONS
 from .errors import PahsError
 
-PRECISIONS = ("fp32", "fp16", "int8")
+if TYPE_CHECKING:
+    import torch
+
+    from .model import PAHS
+
+__all__ = ["PRECISIONS", "CalibrationSource", "Fp16Options", "Int8Options"]
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 INT8_TARGETS = ("tensorrt", "cpu")
 
@@ -88,6 +95,36 @@ class Int8Options:
     percentile: float = 99.999  # with method percentile
     exclude_attention: bool = True  # keep the SNLA attention core in float
     exclude_final_conv: bool = True  # keep the last reconstructor conv and the global residual Add in float
+
+
+Feeds = dict[str, list[dict[str, np.ndarray]]]  # role -> one {input name: array} per recorded step
+
+
+class CalibrationSource(Protocol):
+    """Where INT8 calibration data comes from. The export asks for it through this interface only, so that
+    the calibration code (``calibration.data.CalibrationSet``), which drives the runtime's loop, stays a
+    client of the export rather than a dependency of it."""
+
+    def load(self) -> list[torch.Tensor]:
+        """The calibration clips, each [T,3,H,W] float32 RGB in [0, 1]."""
+        ...
+
+    def record(self, model: PAHS, clips: Sequence[torch.Tensor]) -> Feeds:
+        """Run the FP32 ``model``'s bidirectional loop over ``clips``; the inputs of every step, per role."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """What the set is (recorded in the manifest under calibration.set)."""
+        ...
+
+
+def clips_sha256(clips: Sequence[torch.Tensor]) -> str:
+    """A digest of the calibration frames themselves (shape and values): part of the calibration cache key."""
+    digest = hashlib.sha256()
+    for clip in clips:
+        digest.update(str(tuple(clip.shape)).encode())
+        digest.update(clip.contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 class _FeedReader:

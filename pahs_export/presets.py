@@ -1,6 +1,6 @@
 """Model presets: the architecture is data, one frozen dataclass per size.
 
-The channel reading follows ../shared/DESIGN.md §1: ``c`` is the width of the frame feature f_B at 1/4
+The channel reading is the one in docs/ARCHITECTURE.md: ``c`` is the width of the frame feature f_B at 1/4
 resolution; hidden states have ``c // 3`` channels and the half-resolution stage ``2 * c // 3`` (floor
 division, so c=92 gives 30 and 61).
 """
@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .contract import Geometry
 from .errors import PahsError
+
+# Future frames every restored frame sees at least (the backward window); None in the APIs means "all".
+# The paper's window: the backward direction sees at most 19 future frames.
+DEFAULT_LOOKAHEAD = 19
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,11 @@ class Preset:
     def mid(self) -> int:
         """Channels of the half-resolution stage (2c // 3)."""
         return 2 * self.channels // 3
+
+    @property
+    def geometry(self) -> Geometry:
+        """Channel widths and the frame-size rule of this preset's graphs."""
+        return Geometry(self.channels, self.hidden, self.mid, self.stride)
 
 
 PRESETS: dict[str, Preset] = {

@@ -1,6 +1,7 @@
 """TensorRT artifacts without TensorRT: optimization profiles, the manifest, compatibility checks.
 
-Everything here is pure Python so that it is tested on machines without TensorRT; the builder
+Everything here is pure Python so that it is tested on machines without TensorRT (tensorrt and the GPU
+are only touched inside :func:`import_tensorrt` and :func:`current_device`); the builder
 (:mod:`pahs_export.tensorrt_build`) and the runtime backend (:mod:`runtime.backends.trt_backend`) are thin
 layers over the TensorRT API that use it.
 
@@ -10,17 +11,15 @@ An artifact (default ``pahs.plan``) is one folder: ``forward.plan``, ``backward.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from .artifact import ROLES, concrete_shape
+from .artifact import TENSORRT_FORMAT, Manifest
+from .contract import ROLES, Geometry, check_size_multiple
 from .errors import PahsError
 
-FORMAT = "pahs-tensorrt/1"
-MANIFEST = "manifest.json"
 INSTALL_HINT = (
     "install TensorRT on a machine with an NVIDIA GPU (pip install 'pahs[trt]' brings tensorrt and polygraphy; "
     "the tensorrt-cu1x libraries come from NVIDIA's package index)"
@@ -40,12 +39,7 @@ class Profile:
 
     def check(self, multiple: int = 16) -> None:
         for name in ("min_size", "opt_size", "max_size"):
-            w, h = getattr(self, name)
-            if w % multiple or h % multiple or w < multiple or h < multiple:
-                raise PahsError(
-                    f"expected --{name.split('_')[0]} as WxH with multiples of {multiple}, found {w}x{h}; "
-                    f"round to {max(multiple, w // multiple * multiple)}x{max(multiple, h // multiple * multiple)}"
-                )
+            check_size_multiple(*getattr(self, name), multiple, f"--{name.split('_')[0]}")
         sizes = (self.min_size, self.opt_size, self.max_size)
         batches = (self.min_batch, self.opt_batch, self.max_batch)
         ordered = all(a[i] <= b[i] for a, b in pairwise(sizes) for i in (0, 1))
@@ -67,7 +61,7 @@ class Profile:
 
 
 def input_shapes(
-    role: str, profile: Profile, channels: int, hidden: int
+    role: str, profile: Profile, geometry: Geometry
 ) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
     """Input name -> (min, opt, max) shapes of the ``role`` graph under ``profile`` (for set_shape)."""
     out = {}
@@ -76,7 +70,7 @@ def input_shapes(
         for which in ("min", "opt", "max"):
             n = getattr(profile, f"{which}_batch")
             w, h = getattr(profile, f"{which}_size")
-            dims.append(concrete_shape(name, channels, hidden, n, h, w))
+            dims.append(geometry.shape(name, n, h, w))
         out[name] = (dims[0], dims[1], dims[2])
     return out
 
@@ -90,17 +84,17 @@ class Device:
     compute_capability: str  # e.g. "9.0"
 
 
-def check_compatible(manifest: dict[str, Any], here: Device) -> None:
+def check_compatible(manifest: Manifest, here: Device) -> None:
     """Raise a one-line :class:`PahsError` naming what to rebuild if the engines were built elsewhere.
 
     Engines are tied to the TensorRT version and, unless built hardware-compatible, to the GPU's compute
     capability; a different GPU model of the same capability may run them, with a warning from TensorRT.
     """
-    built = Device(**manifest["device"])
+    built = Device(**(manifest.device or {}))
     if built.tensorrt != here.tensorrt:
         raise PahsError(
             f"expected TensorRT {built.tensorrt} (the engines were built with it), found {here.tensorrt}; rebuild "
-            f"with `pahs-export trt --onnx {manifest['source']['onnx_artifact']} ...` on this machine"
+            f"with `pahs-export trt --onnx {(manifest.source or {}).get('onnx_artifact')} ...` on this machine"
         )
     if built.compute_capability != here.compute_capability:
         raise PahsError(
@@ -109,7 +103,7 @@ def check_compatible(manifest: dict[str, Any], here: Device) -> None:
         )
 
 
-def check_in_profile(manifest: dict[str, Any], n: int, width: int, height: int) -> None:
+def check_in_profile(manifest: Manifest, n: int, width: int, height: int) -> None:
     profile = profile_from_manifest(manifest)
     if not profile.contains(n, width, height):
         raise PahsError(
@@ -118,54 +112,55 @@ def check_in_profile(manifest: dict[str, Any], n: int, width: int, height: int) 
         )
 
 
-def profile_from_manifest(manifest: dict[str, Any]) -> Profile:
-    p = manifest["profile"]
+def profile_from_manifest(manifest: Manifest) -> Profile:
+    p = manifest.profile or {}
     return Profile(**{k: tuple(v) if isinstance(v, list) else v for k, v in p.items()})
 
 
-def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-
-
 def manifest_for(
-    onnx_manifest: dict[str, Any],
+    onnx: Manifest,
     onnx_path: Path,
     profile: Profile,
     device: Device,
     engines: dict[str, str],
     sha256: dict[str, str],
     build: dict[str, Any],
-) -> dict[str, Any]:
+) -> Manifest:
     """The TensorRT artifact's manifest: what built it, for what, from what."""
-    return {
-        "format": FORMAT,
-        "preset": onnx_manifest["preset"],
-        "direction": onnx_manifest["direction"],
-        "channels": onnx_manifest["channels"],
-        "size_multiple": onnx_manifest["size_multiple"],
-        "precision": onnx_manifest["precision"],
-        "engines": engines,
-        "device": asdict(device),
-        "profile": asdict(profile),
-        "build": build,
-        "source": {
+    return replace(
+        Manifest(onnx.format, onnx.preset, onnx.bidirectional, onnx.geometry, onnx.precision, {}, {}),
+        format=TENSORRT_FORMAT,
+        files=engines,
+        sha256=sha256,
+        device=asdict(device),
+        profile=asdict(profile),
+        build=build,
+        source={
             "onnx_artifact": str(onnx_path),
-            "onnx_sha256": {role: onnx_manifest["sha256"][name] for role, name in onnx_manifest["graphs"].items()},
-            "calibration_sha256": (onnx_manifest.get("calibration") or {}).get("data_sha256"),
-            "checkpoint": onnx_manifest["checkpoint"],
+            "onnx_sha256": {role: onnx.sha256[name] for role, name in onnx.files.items()},
+            "calibration_sha256": (onnx.calibration or {}).get("data_sha256"),
+            "checkpoint": onnx.checkpoint,
         },
-        "sha256": sha256,
-    }
+    )
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    """The manifest of a TensorRT artifact folder (format checked)."""
-    manifest_path = path / MANIFEST
-    if not manifest_path.is_file():
-        raise PahsError(
-            f"expected {MANIFEST} in the TensorRT artifact {path}, found none; build it with `pahs-export trt`"
-        )
-    manifest = json.loads(manifest_path.read_text())
-    if manifest.get("format") != FORMAT:
-        raise PahsError(f"expected a manifest of format {FORMAT!r} in {path}, found {manifest.get('format')!r}")
-    return manifest
+def import_tensorrt() -> Any:
+    """The tensorrt module, or a one-line error saying what to install."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise PahsError(f"TensorRT is not installed here: {INSTALL_HINT}") from None
+    if not hasattr(trt, "Builder"):  # the PyPI meta package without its libraries
+        raise PahsError(f"the tensorrt package here has no libraries (a stub): {INSTALL_HINT}")
+    return trt
+
+
+def current_device() -> Device:
+    """TensorRT version and the current CUDA GPU, as recorded in and checked against manifests."""
+    import torch
+
+    trt = import_tensorrt()
+    if not torch.cuda.is_available():
+        raise PahsError("expected a CUDA GPU for TensorRT, found none; run on a machine with an NVIDIA GPU")
+    major, minor = torch.cuda.get_device_capability()
+    return Device(trt.__version__, torch.cuda.get_device_name(), f"{major}.{minor}")

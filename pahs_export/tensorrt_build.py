@@ -12,40 +12,17 @@ API and has not been executed against a real TensorRT here (see docs/TENSORRT.md
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from .artifact import read_artifact
-from .checkpoint import file_sha256
+from .artifact import Artifact, read_artifact, write_manifest
+from .contract import Geometry
 from .errors import PahsError
-from .tensorrt_artifact import INSTALL_HINT, Device, Profile, input_shapes, manifest_for, write_manifest
+from .files import AtomicOutput, file_sha256
+from .tensorrt_artifact import Profile, current_device, import_tensorrt, input_shapes, manifest_for
 
 TIMING_CACHE = "timing.cache"
-
-
-def import_tensorrt() -> Any:
-    """The tensorrt module, or a one-line error saying what to install."""
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise PahsError(f"TensorRT is not installed here: {INSTALL_HINT}") from None
-    if not hasattr(trt, "Builder"):  # the PyPI meta package without its libraries
-        raise PahsError(f"the tensorrt package here has no libraries (a stub): {INSTALL_HINT}")
-    return trt
-
-
-def current_device() -> Device:
-    """TensorRT version and the current CUDA GPU, as recorded in and checked against manifests."""
-    import torch
-
-    trt = import_tensorrt()
-    if not torch.cuda.is_available():
-        raise PahsError("expected a CUDA GPU for TensorRT, found none; run on a machine with an NVIDIA GPU")
-    major, minor = torch.cuda.get_device_capability()
-    return Device(trt.__version__, torch.cuda.get_device_name(), f"{major}.{minor}")
 
 
 @dataclass(frozen=True)
@@ -58,7 +35,7 @@ class BuildOptions:
     timing_cache: Path | None = None  # reuse/extend this timing cache (default: beside the engines)
 
 
-def engine_from_onnx(onnx_path: Path, role: str, channels: int, hidden: int, options: BuildOptions, cache) -> bytes:
+def engine_from_onnx(onnx_path: Path, role: str, geometry: Geometry, options: BuildOptions, cache) -> bytes:
     """Build one serialized engine from one ONNX graph, with the profile over N/H/W."""
     trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
@@ -80,7 +57,7 @@ def engine_from_onnx(onnx_path: Path, role: str, channels: int, hidden: int, opt
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_gib * (1 << 30)))
     config.set_timing_cache(cache, False)
     profile = builder.create_optimization_profile()
-    for name, (lo, opt, hi) in input_shapes(role, options.profile, channels, hidden).items():
+    for name, (lo, opt, hi) in input_shapes(role, options.profile, geometry).items():
         profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)
     if hasattr(trt, "IProgressMonitor"):
@@ -109,27 +86,47 @@ def _progress_monitor(trt, role: str):
     return Monitor()
 
 
-def trt_artifact_from_onnx(onnx_artifact: Path, out: Path, options: BuildOptions, overwrite: bool = False) -> Path:
-    """Build every graph of an ONNX artifact into a TensorRT artifact folder ``out`` (written atomically)."""
+def check_buildable(art: Artifact, precision: str | None = None) -> None:
+    """Raise a one-line :class:`PahsError` unless ``art`` is an ONNX artifact TensorRT can build as asked:
+    of ``precision`` (None: any) and, for INT8, with TensorRT's Q/DQ conventions."""
+    if precision is not None and art.precision != precision:
+        raise PahsError(
+            f"expected an ONNX artifact of precision {precision}, found {art.precision} in {art.path}; "
+            f"export one with `pahs-export onnx --precision {precision}`"
+        )
+    target = art.manifest.int8_target
+    if target not in (None, "tensorrt"):
+        raise PahsError(
+            f"expected INT8 graphs with TensorRT's conventions, found --int8-target {target} in {art.path}; "
+            "export with `pahs-export onnx --precision int8` (default target tensorrt)"
+        )
+
+
+def trt_artifact_from_onnx(
+    onnx_artifact: Path, out: Path, options: BuildOptions, overwrite: bool = False, precision: str | None = None
+) -> Path:
+    """Build every graph of an ONNX artifact into a TensorRT artifact folder ``out`` (written atomically).
+
+    ``precision``: what the caller asked for (None: whatever the artifact holds); see :func:`check_buildable`.
+    """
+    art = read_artifact(onnx_artifact)
+    check_buildable(art, precision)
     trt = import_tensorrt()
     device = current_device()
-    art = read_artifact(onnx_artifact)
     art.check_hashes()
-    options.profile.check(art.manifest["size_multiple"])
+    options.profile.check(art.geometry.size_multiple)
     if out.exists() and not overwrite:
         raise PahsError(f"{out} already exists; pass --overwrite to replace it or choose another -o")
-    parent = out.parent if str(out.parent) else Path(".")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
-    try:
+    with AtomicOutput(out, folder=True, what="the engines") as target:
+        tmp = target.tmp
         cache_path = options.timing_cache or (out / TIMING_CACHE)
         blob = cache_path.read_bytes() if cache_path.is_file() else b""
         config = trt.Builder(trt.Logger(trt.Logger.WARNING)).create_builder_config()
         cache = config.create_timing_cache(blob)
-        channels, hidden = art.manifest["channels"]["c"], art.manifest["channels"]["hidden"]
         engines, timings = {}, {}
         for role, path in art.graphs.items():
             started = time.monotonic()
-            engine = engine_from_onnx(path, role, channels, hidden, options, cache)
+            engine = engine_from_onnx(path, role, art.geometry, options, cache)
             engines[role] = f"{role}.plan"
             (tmp / engines[role]).write_bytes(engine)
             timings[role] = round(time.monotonic() - started, 1)
@@ -146,12 +143,6 @@ def trt_artifact_from_onnx(onnx_artifact: Path, out: Path, options: BuildOptions
         write_manifest(
             tmp, manifest_for(art.manifest, art.path.resolve(), options.profile, device, engines, sha, build)
         )
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-        if options.timing_cache:  # keep the shared cache up to date as well
-            shutil.copyfile(out / TIMING_CACHE, options.timing_cache)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    if options.timing_cache:  # keep the shared cache up to date as well
+        shutil.copyfile(out / TIMING_CACHE, options.timing_cache)
     return out

@@ -2,11 +2,15 @@
 
 Recurrent error accumulates, so parity is checked over long sequences (default 30 frames) at sizes other
 than the one the graphs were traced at, plus one step per graph with ``onnx.reference`` (pure numpy,
-independent of ONNX Runtime) on a tiny size.
+independent of ONNX Runtime) on a tiny size. The same comparison runs over the first frames of a real
+video (:func:`verify_video`, `pahs-run --verify`).
+
+This module is in the top layer: it drives the runtime's loop over exported artifacts.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from dataclasses import asdict, dataclass, field
@@ -15,8 +19,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .artifact import ROLES, Artifact
+from runtime.backends import Backend
+from runtime.backends.ort_backend import OnnxRuntimeBackend
+from runtime.io import open_input
+from runtime.loop import restore_clip
+from runtime.pipeline import RunOptions, check_size, pad_frame, restore_padded
+
+from .artifact import Artifact
+from .contract import ROLES
+from .errors import PahsError
 from .model import PAHS
+from .onnx_export import example_inputs
+from .samples import sample_pair
+from .weights import reference_model
+
+DEFAULT_SIZES = ((128, 80), (208, 112))  # verification clips: sizes other than the traced one (96x64)
+DEFAULT_FRAMES = {"fp32": 30}  # frames per clip by precision; FP16/INT8 run longer to show any drift
+DEFAULT_REDUCED_FRAMES = 60
 
 
 @dataclass(frozen=True)
@@ -157,8 +176,6 @@ def reference_evaluator_check(artifact: Artifact, model: PAHS, height: int = 32,
     """Run one step of every graph with ``onnx.reference.ReferenceEvaluator``; max abs error per role."""
     from onnx.reference import ReferenceEvaluator
 
-    from .onnx_export import example_inputs
-
     errors = {}
     for role, path in artifact.graphs.items():
         spec = ROLES[role]
@@ -176,8 +193,6 @@ def verify_backend(
     backend, model: PAHS, clips: list[tuple[torch.Tensor, torch.Tensor | None]], tolerance: Tolerance
 ) -> list[SequenceResult]:
     """Drive ``backend`` over each (blurry, sharp-or-None) clip [T,3,H,W] and compare with ``model`` per frame."""
-    from runtime.loop import restore_clip
-
     results = []
     for clip, sharp in clips:
         with torch.no_grad():
@@ -215,3 +230,71 @@ def plot_report(report: VerifyReport, path: str | Path, title: str) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def verdict(passed: bool, subject: str, tolerance: Tolerance) -> str:
+    """The closing line of a parity check: PASS or FAIL, what was compared with what, and the tolerance."""
+    return f"{'PASS' if passed else 'FAIL'}: {subject}, {tolerance.describe()}"
+
+
+def default_frames(precision: str) -> int:
+    """Frames per verification clip when the user gives none (FP32 30; reduced precisions 60)."""
+    return DEFAULT_FRAMES.get(precision, DEFAULT_REDUCED_FRAMES)
+
+
+def verify_artifact(
+    artifact: Artifact,
+    frames: int | None = None,
+    sizes: list[tuple[int, int]] | None = None,
+    checkpoint: str | Path | None = None,
+) -> VerifyReport:
+    """`pahs-export verify`: ONNX Runtime (CPU) over held-out clips of ``sizes`` (None: :data:`DEFAULT_SIZES`)
+    of ``frames`` frames each (None: :func:`default_frames`), every frame against the FP32 PyTorch model
+    the artifact was exported from (or ``checkpoint``); for FP32 also one step per graph in onnx.reference."""
+    artifact.check_hashes()
+    sizes = list(sizes or DEFAULT_SIZES)
+    for w, h in sizes:
+        artifact.geometry.check_size(w, h, "verification sizes")
+    n_frames = default_frames(artifact.precision) if frames is None else frames
+    if n_frames < 1:
+        raise PahsError(f"expected --frames of at least 1, found {n_frames}")
+    model = reference_model(artifact, checkpoint)
+    backend = OnnxRuntimeBackend(artifact)
+    tolerance = TOLERANCES[artifact.precision]
+    report = VerifyReport(backend.name, artifact.precision, tolerance)
+    if artifact.precision == "fp32":  # an independent numpy implementation must agree with PyTorch too
+        report.reference_evaluator = reference_evaluator_check(artifact, model)
+    clips = [sample_pair(n_frames, w, h, seed=i) for i, (w, h) in enumerate(sizes)]
+    report.sequences = verify_backend(backend, model, clips, tolerance)
+    return report
+
+
+@dataclass
+class VideoVerifyResult:
+    frames: list[FrameResult]
+    precision: str
+    passed: bool
+
+
+def verify_video(
+    source: Path, backend: Backend, reference: Backend, options: RunOptions, limit: int | None
+) -> VideoVerifyResult:
+    """Restore the first ``limit`` frames (None: all) of a video with ``backend`` and ``reference`` under the
+    same semantics and compare them frame by frame (unclamped, padded float outputs) against the precision's
+    tolerance."""
+    with open_input(source) as reader:
+        info = reader.info
+        check_size(info)
+        images = [f.image for f in itertools.islice(reader, limit)]
+    if not images:
+        raise PahsError(f"expected at least one decodable frame in {source}, found none; check the file")
+    clip = [pad_frame(im, backend.size_multiple) for im in images]
+
+    def run(b: Backend) -> torch.Tensor:
+        outs = restore_padded(b, clip, options)
+        return torch.stack([o[:, : info.height, : info.width].float().cpu() for o in outs])
+
+    with torch.no_grad():
+        got, want = run(backend), run(reference)
+    results = compare_frames(got, want)
+    return VideoVerifyResult(results, backend.precision, judge(results, TOLERANCES[backend.precision]))

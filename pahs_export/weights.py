@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .artifact import Artifact
-from .checkpoint import file_sha256, load_model
+from .checkpoint import build_model, load_model
 from .errors import PahsError
+from .files import file_sha256
 from .model import PAHS
 from .presets import DEFAULT_PRESET, get_preset
 
@@ -41,10 +44,6 @@ def resolve_model(
     name = get_preset(preset or DEFAULT_PRESET).name
     default = default_checkpoint(name)
     if random_init:
-        import torch
-
-        from .checkpoint import build_model
-
         torch.manual_seed(seed)
         model = build_model(name, bidirectional=True if bidirectional is None else bidirectional)
         return model, {"kind": "random-init", "seed": seed}
@@ -66,7 +65,7 @@ def reference_checkpoint(artifact: Artifact, override: str | Path | None = None)
     """The checkpoint an artifact was exported from, found again and checked by sha256."""
     if override is not None:
         return Path(override)
-    source = artifact.manifest["checkpoint"]
+    source = artifact.manifest.checkpoint or {}
     if "file" in source:
         return artifact.path / source["file"]
     if source.get("kind") == "default":

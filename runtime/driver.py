@@ -23,17 +23,18 @@ from __future__ import annotations
 
 import tempfile
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from pahs_export.presets import DEFAULT_LOOKAHEAD
+
 from .backends import Backend
 
-DEFAULT_LOOKAHEAD = 19  # the paper's window
-DEFAULT_CHUNK = 32  # backward cost (32+19)/32 = 1.59 steps per frame
+DEFAULT_CHUNK = 32  # frames restored per backward run: backward cost (32+19)/32 = 1.59 steps per frame
 
 
 def restore_stream(
@@ -67,14 +68,23 @@ def restore_stream(
         yield from _restore_chunk(backend, pending, fwd, min(chunk, len(pending)), end=len(pending) - 1)
 
 
+def _backward_run(
+    backend: Backend, frames: Sequence[Tensor], keep: int, state: tuple[Tensor, Tensor] | None = None
+) -> list[Tensor]:
+    """The backward direction from ``frames[-1]`` down to ``frames[0]``, starting from ``state`` (zeros when
+    None); returns the backward features of ``frames[:keep]``, in frame order."""
+    h, feat = state if state is not None else backend.initial_state(frames[0])
+    bwd: list[Tensor] = [None] * keep  # type: ignore[list-item]
+    for i in range(len(frames) - 1, -1, -1):
+        h, feat = backend.backward_step(frames[i], h, feat)
+        if i < keep:
+            bwd[i] = feat
+    return bwd
+
+
 def _restore_chunk(backend: Backend, pending: deque, fwd: deque, k: int, end: int) -> Iterator[Tensor]:
     """Backward from zero state at pending[end] down to pending[0]; restore and drop the first ``k`` frames."""
-    h, feat = backend.initial_state(pending[0])
-    bwd: list[Tensor] = [None] * k  # type: ignore[list-item]
-    for i in range(end, -1, -1):
-        h, feat = backend.backward_step(pending[i], h, feat)
-        if i < k:
-            bwd[i] = feat
+    bwd = _backward_run(backend, [pending[i] for i in range(end + 1)], k)
     for i in range(k):
         x, f = pending.popleft(), fwd.popleft()
         yield backend.fuse(x, f, bwd[i])[0]
@@ -168,16 +178,12 @@ def restore_exact(
         fstate = backend.initial_state(x0)
         for j in range(last_chunk + 1):
             lo, hi = j * chunk, min(total, (j + 1) * chunk)
+            state = None
             if j in entering:
                 saved = torch.load(entering[j], weights_only=True)
-                h, feat = saved["h"].to(backend.device), saved["feat"].to(backend.device)
-            else:
-                h, feat = backend.initial_state(x0)
+                state = saved["h"].to(backend.device), saved["feat"].to(backend.device)
             xs = [backend.upload(store[t][None]) for t in range(lo, hi)]
-            bwd: list[Tensor] = [None] * (hi - lo)  # type: ignore[list-item]
-            for i in range(hi - lo - 1, -1, -1):
-                h, feat = backend.backward_step(xs[i], h, feat)
-                bwd[i] = feat
+            bwd = _backward_run(backend, xs, len(xs), state)
             for i, x in enumerate(xs):
                 fstate = backend.forward_step(x, *fstate)
                 yield backend.fuse(x, fstate[1], bwd[i])[0]

@@ -1,25 +1,26 @@
 """From what the user passes as ``--engine`` to an open :class:`~runtime.backends.Backend`.
 
 An engine is one path: an exported ONNX artifact folder (``manifest.json`` of format pahs-onnx), a
-TensorRT artifact (``.plan`` file or folder with a TensorRT manifest), or a PyTorch checkpoint
-(``.safetensors``). No engine means the embedded default: the project's default weights, exported to ONNX
-on first use and cached under ``$PAHS_CACHE`` (default ``~/.cache/pahs``).
-Each backend has one opener in :data:`OPENERS`; the kind of the engine picks the default backend.
+TensorRT artifact (``.plan`` folder with a TensorRT manifest), or a PyTorch checkpoint (``.safetensors``).
+Each backend has one opener in :data:`OPENERS`; the kind of the engine picks the default backend. Without
+an engine only the torch backend opens here (on the default weights); the embedded default ONNX artifact
+is exported on first use by :func:`pahs.open_backend`, a layer above.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
-from pahs_export.artifact import FORMAT as ONNX_FORMAT
-from pahs_export.artifact import MANIFEST, read_artifact
-from pahs_export.cache import cache_dir
+from pahs_export.artifact import MANIFEST, ONNX_FORMAT, TENSORRT_FORMAT, read_artifact, read_manifest
 from pahs_export.checkpoint import load_model
 from pahs_export.errors import PahsError
+from pahs_export.weights import reference_model, resolve_model
 
 from .backends import Backend
+from .backends.ort_backend import OnnxRuntimeBackend
+from .backends.torch_backend import TorchBackend
+from .backends.trt_backend import TensorRTBackend
 
 ENGINE_KINDS = ("onnx", "tensorrt", "checkpoint")
 DEFAULT_BACKEND = {"onnx": "onnxruntime", "tensorrt": "tensorrt", "checkpoint": "torch"}
@@ -36,46 +37,18 @@ def engine_kind(path: Path) -> str:
             f"expected a pahs TensorRT artifact folder (engines + manifest.json), found a bare engine file {path}; "
             "build one with `pahs-export trt`"
         )
-    manifest = path / MANIFEST
-    if path.is_dir() and manifest.is_file():
-        try:
-            fmt = json.loads(manifest.read_text()).get("format", "")
-        except (OSError, ValueError, AttributeError):
-            fmt = ""
-        if fmt == ONNX_FORMAT:
-            return "onnx"
-        if fmt.startswith("pahs-tensorrt"):
-            return "tensorrt"
+    if path.is_dir() and (path / MANIFEST).is_file():
+        fmt = read_manifest(path).format
+        return {ONNX_FORMAT: "onnx", TENSORRT_FORMAT: "tensorrt"}[fmt]
     raise PahsError(
         f"expected an engine: a folder from `pahs-export onnx`/`trt`, a .plan or a .safetensors checkpoint, "
         f"found {path}; export one with `pahs-export onnx`"
     )
 
 
-def default_artifact() -> Path:
-    """The embedded default: default weights exported to ONNX once, cached, keyed by the weights' sha256."""
-    from pahs_export.onnx_export import artifact_from_model
-    from pahs_export.presets import DEFAULT_PRESET
-    from pahs_export.weights import resolve_model
-
-    model, source = resolve_model(None, DEFAULT_PRESET)
-    import torch
-
-    path = cache_dir() / f"{DEFAULT_PRESET}-onnx-fp32-{source['sha256'][:12]}-torch{torch.__version__}"
-    if not (path / MANIFEST).is_file():
-        try:
-            artifact_from_model(model, path, source=source, overwrite=True)
-        except OSError:
-            if not (path / MANIFEST).is_file():  # lost a race with another process: theirs is as good
-                raise
-    return path
-
-
-def _open_torch(engine: Path | None, kind: str | None, device: str, cuda_graphs: bool = False) -> Backend:
-    from pahs_export.weights import reference_model, resolve_model
-
-    from .backends.torch_backend import TorchBackend
-
+def _open_torch(
+    engine: Path | None, kind: str | None, device: str, cuda_graphs: bool = False, autocast: str | None = None
+) -> Backend:
     if kind == "checkpoint":
         model = load_model(engine)
     elif kind == "onnx":  # the reference the artifact was exported from
@@ -85,19 +58,31 @@ def _open_torch(engine: Path | None, kind: str | None, device: str, cuda_graphs:
         model, _ = resolve_model(None, None)
     else:
         raise PahsError(f"the torch backend runs checkpoints and ONNX artifacts' source weights, found a {kind} engine")
-    return TorchBackend(model, device, cuda_graphs=cuda_graphs)
+    return TorchBackend(model, device, autocast=autocast, cuda_graphs=cuda_graphs)
 
 
-def _open_onnxruntime(engine: Path | None, kind: str | None, device: str, cuda_graphs: bool = False) -> Backend:
-    from .backends.ort_backend import OnnxRuntimeBackend
+def _no_autocast(name: str, autocast: str | None) -> None:
+    if autocast is not None:
+        raise PahsError(
+            f"expected autocast ({autocast}) only with the torch backend, found {name}; its precision comes from "
+            "the engine: pass an FP16 or INT8 artifact instead"
+        )
 
+
+def _open_onnxruntime(
+    engine: Path | None, kind: str | None, device: str, cuda_graphs: bool = False, autocast: str | None = None
+) -> Backend:
+    _no_autocast("onnxruntime", autocast)
     if cuda_graphs:
         raise PahsError(
             "expected --cuda-graphs with the tensorrt or torch backend on cuda, found onnxruntime "
             "(its tensors stay on the CPU); drop --cuda-graphs or pick --backend tensorrt/torch"
         )
     if kind is None:
-        engine, kind = default_artifact(), "onnx"
+        raise PahsError(
+            "expected an ONNX artifact for the onnxruntime backend, found no engine; pass one, or use "
+            "pahs.open_backend(), which exports the default weights on first use"
+        )
     if kind != "onnx":
         raise PahsError(
             f"the onnxruntime backend runs ONNX artifact folders, found a {kind} engine at {engine}; "
@@ -109,23 +94,29 @@ def _open_onnxruntime(engine: Path | None, kind: str | None, device: str, cuda_g
     return OnnxRuntimeBackend(art, device=device)
 
 
-def _open_tensorrt(engine: Path | None, kind: str | None, device: str, cuda_graphs: bool = False) -> Backend:
+def _open_tensorrt(
+    engine: Path | None, kind: str | None, device: str, cuda_graphs: bool = False, autocast: str | None = None
+) -> Backend:
+    _no_autocast("tensorrt", autocast)
     if kind != "tensorrt":
         raise PahsError(
             f"the tensorrt backend runs artifacts from `pahs-export trt`, found {engine or 'no --engine'}; "
             "build one with `pahs-export trt` and pass it with --engine"
         )
-    from .backends.trt_backend import TensorRTBackend
-
     return TensorRTBackend(engine, device, cuda_graphs=cuda_graphs)
 
 
-# opener(engine, kind, device, cuda_graphs) -> Backend
-OPENERS: dict[str, Callable[[Path | None, str | None, str, bool], Backend]] = {
+# opener(engine, kind, device, cuda_graphs, autocast) -> Backend
+OPENERS: dict[str, Callable[[Path | None, str | None, str, bool, str | None], Backend]] = {
     "torch": _open_torch,
     "onnxruntime": _open_onnxruntime,
     "tensorrt": _open_tensorrt,
 }
+
+
+def default_backend(kind: str | None) -> str:
+    """The backend an engine of ``kind`` opens with when none is asked for (no engine: onnxruntime)."""
+    return DEFAULT_BACKEND[kind] if kind else "onnxruntime"
 
 
 def open_backend(
@@ -133,16 +124,17 @@ def open_backend(
     backend: str | None = None,
     device: str | None = None,
     cuda_graphs: bool = False,
+    autocast: str | None = None,
 ) -> Backend:
-    """Open ``engine`` with ``backend`` (default: the engine's natural backend; onnxruntime without engine).
+    """Open ``engine`` with ``backend`` (default: :func:`default_backend` of the engine's kind).
 
     ``cuda_graphs``: capture and replay CUDA graphs per role, frame shape and buffer parity (tensorrt, or
-    torch on cuda)."""
+    torch on cuda). ``autocast``: "fp16" or "bf16" autocast of the torch backend."""
     path = Path(engine) if engine is not None else None
     kind = engine_kind(path) if path is not None else None
-    name = backend or (DEFAULT_BACKEND[kind] if kind else "onnxruntime")
+    name = backend or default_backend(kind)
     if name not in OPENERS:
         raise PahsError(f"unknown backend {name!r}: expected one of {', '.join(OPENERS)}")
     if device is None:
         device = "cuda" if name == "tensorrt" else "cpu"
-    return OPENERS[name](path, kind, device, cuda_graphs)
+    return OPENERS[name](path, kind, device, cuda_graphs, autocast)

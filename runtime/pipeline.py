@@ -4,11 +4,11 @@ side-by-side comparison. Decoding, inference and encoding run in separate thread
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,11 +16,11 @@ from torch import Tensor
 
 from pahs_export.errors import PahsError
 from pahs_export.model import pad_to_multiple
-from pahs_export.verify import TOLERANCES, FrameResult, compare_frames, judge
+from pahs_export.presets import DEFAULT_LOOKAHEAD
 
 from .backends import Backend
-from .driver import DEFAULT_CHUNK, DEFAULT_LOOKAHEAD, restore_exact, restore_stream
-from .video import BackgroundWriter, Frame, OutputOptions, Prefetcher, VideoInfo, open_input, open_output
+from .driver import DEFAULT_CHUNK, restore_exact, restore_stream
+from .io import BackgroundWriter, Frame, OutputOptions, Prefetcher, VideoInfo, open_input, open_output
 
 MAX_LOOKAHEAD = 1000
 
@@ -44,9 +44,19 @@ def check_options(options: RunOptions, backend: Backend, lookahead_given: bool) 
         )
     la = options.lookahead
     if la is not None and not 0 <= la <= MAX_LOOKAHEAD:
-        raise PahsError(f"expected --lookahead from 0 to {MAX_LOOKAHEAD} or 'all', found {la}; the paper uses 19")
+        raise PahsError(
+            f"expected --lookahead from 0 to {MAX_LOOKAHEAD} or 'all', found {la}; the paper uses {DEFAULT_LOOKAHEAD}"
+        )
     if options.chunk < 1:
         raise PahsError(f"expected --chunk of at least 1, found {options.chunk}")
+
+
+def restore_padded(backend: Backend, frames: Iterable[Tensor], options: RunOptions, **exact: Any) -> Iterator[Tensor]:
+    """Restored padded frames [3,H',W'] in order, with the lookahead/chunk semantics of ``options``
+    (``lookahead=None``: the exact full-sequence result; ``exact`` goes to :func:`restore_exact`)."""
+    if options.lookahead is None:
+        return restore_exact(backend, frames, options.chunk, options.spill_dir, **exact)
+    return restore_stream(backend, frames, options.lookahead, options.chunk)
 
 
 def pad_frame(image: np.ndarray, multiple: int) -> Tensor:
@@ -82,11 +92,7 @@ def restored_frames(
             bars.read()
             yield pad_frame(frame.image, backend.size_multiple)
 
-    if options.lookahead is None:
-        outs = restore_exact(backend, inputs(), options.chunk, options.spill_dir, on_backward=lambda _: bars.backward())
-    else:
-        outs = restore_stream(backend, inputs(), options.lookahead, options.chunk)
-    for out in outs:
+    for out in restore_padded(backend, inputs(), options, on_backward=lambda _: bars.backward()):
         yield inflight.popleft(), out
 
 
@@ -173,38 +179,3 @@ def run_video(
         finally:
             bars.close()
     return RunSummary(count, info.width, info.height, output, compare)
-
-
-@dataclass
-class VerifyResult:
-    frames: list[FrameResult]
-    precision: str
-    passed: bool
-
-
-def verify_video(
-    source: Path, backend: Backend, reference: Backend, options: RunOptions, limit: int | None
-) -> VerifyResult:
-    """Restore the first ``limit`` frames (None: all) with ``backend`` and ``reference`` under the same
-    semantics and compare them frame by frame (unclamped, padded float outputs) against the precision's
-    tolerance."""
-    with open_input(source) as reader:
-        info = reader.info
-        check_size(info)
-        images = [f.image for f in itertools.islice(reader, limit)]
-    if not images:
-        raise PahsError(f"expected at least one decodable frame in {source}, found none; check the file")
-    clip = [pad_frame(im, backend.size_multiple) for im in images]
-
-    def run(b: Backend) -> Tensor:
-        outs = (
-            restore_exact(b, clip, options.chunk, options.spill_dir)
-            if options.lookahead is None
-            else restore_stream(b, clip, options.lookahead, options.chunk)
-        )
-        return torch.stack([o[:, : info.height, : info.width].float().cpu() for o in outs])
-
-    with torch.no_grad():
-        got, want = run(backend), run(reference)
-    frames = compare_frames(got, want)
-    return VerifyResult(frames, backend.precision, judge(frames, TOLERANCES[backend.precision]))

@@ -5,7 +5,7 @@
 from pathlib import Path
 
 from pahs_export.samples import sample_pair
-from runtime.video import OutputOptions, VideoInfo, open_output
+from runtime.io import OutputOptions, VideoInfo, open_output
 
 if __name__ == "__main__":
     from fractions import Fraction

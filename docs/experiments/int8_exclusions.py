@@ -10,6 +10,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from calibration.data import DEFAULT_SET
 from pahs_export import load_model
 from pahs_export.artifact import read_artifact
 from pahs_export.onnx_export import artifact_from_model
@@ -34,7 +35,9 @@ if __name__ == "__main__":
         for i, (label, options) in enumerate(VARIANTS.items()):
             out = Path(tmp) / str(i)
             art = read_artifact(
-                artifact_from_model(model, out, source={"kind": "default"}, precision="int8", int8=options)
+                artifact_from_model(
+                    model, out, source={"kind": "default"}, precision="int8", int8=options, calibration=DEFAULT_SET
+                )
             )
             res = verify_backend(OnnxRuntimeBackend(art), model, clips, TOLERANCES["int8"])
             worst = min(r.worst_psnr for r in res)

@@ -5,9 +5,7 @@ one forward step's time at 640x352, and the fuse graph's per-op profile. Default
 """
 
 import json
-import statistics
 import tempfile
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -15,10 +13,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from calibration.data import DEFAULT_SET
 from pahs_export import load_model
 from pahs_export.onnx_export import artifact_from_model
 from pahs_export.precision import Int8Options
 from pahs_export.weights import default_checkpoint
+from runtime.bench.measure import median_seconds
 
 H, W = 352, 640
 
@@ -33,13 +33,7 @@ def optimized_ops(path: Path, out: Path) -> Counter:
 
 def step_ms(path: Path, feed: dict, reps: int = 7) -> float:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    session.run(None, feed)
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        session.run(None, feed)
-        times.append(time.perf_counter() - t)
-    return 1000 * statistics.median(times)
+    return 1000 * median_seconds(lambda: session.run(None, feed), reps)
 
 
 def fuse_profile(path: Path, feed: dict) -> dict[str, float]:
@@ -76,7 +70,8 @@ if __name__ == "__main__":
             "int8 (--int8-target cpu)": ("int8", Int8Options(target="cpu")),
         }
         for i, (label, (precision, int8)) in enumerate(variants.items()):
-            art = artifact_from_model(model, tmp / str(i), source={"kind": "default"}, precision=precision, int8=int8)
+            art = artifact_from_model(model, tmp / str(i), source={"kind": "default"}, precision=precision, int8=int8,
+                                      calibration=DEFAULT_SET)  # fmt: skip
             ops = optimized_ops(art / "forward.onnx", tmp / f"opt{i}.onnx")
             keys = ("Conv", "FusedConv", "QLinearConv", "QLinearAdd", "DequantizeLinear", "QuantizeLinear", "Cast")
             print(f"{label}: forward step {step_ms(art / 'forward.onnx', step):.1f} ms; optimized forward graph:",

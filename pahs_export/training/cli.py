@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..cli_common import DEBUG_HELP, entry_point, new_app
+from ..presets import DEFAULT_LOOKAHEAD
+from .evaluate import EVAL_FRAMES, EVAL_SEQUENCES, EVAL_SIZE
 from .train import TrainConfig
 
 train_app = new_app("Train PAHS (L1 + Adam) on synthetic GOPRO-style clips or a dataset folder.")
@@ -76,13 +78,20 @@ def evaluate(
     ] = None,
     data: Annotated[Optional[str], typer.Option("--data", help="Dataset folder (default: held-out synthetic).")] = None,
     layout: Annotated[Optional[str], typer.Option("--layout", help="gopro|dvd|reds|paired (default: detect).")] = None,
-    sequences: Annotated[Optional[int], typer.Option("--sequences", help="Synthetic sequences (default 8).")] = None,
-    frames: Annotated[
-        Optional[int], typer.Option("--frames", help="Frames per synthetic sequence (default 10).")
+    sequences: Annotated[
+        Optional[int], typer.Option("--sequences", help=f"Synthetic sequences (default {EVAL_SEQUENCES}).")
     ] = None,
-    size: Annotated[Optional[str], typer.Option("--size", help="Synthetic frame size WxH (default 256x160).")] = None,
+    frames: Annotated[
+        Optional[int], typer.Option("--frames", help=f"Frames per synthetic sequence (default {EVAL_FRAMES}).")
+    ] = None,
+    size: Annotated[
+        Optional[str],
+        typer.Option("--size", help=f"Synthetic frame size WxH (default {EVAL_SIZE[0]}x{EVAL_SIZE[1]})."),
+    ] = None,
     max_frames: Annotated[Optional[int], typer.Option("--max-frames", help="Frames per dataset sequence.")] = None,
-    lookahead: Annotated[Optional[int], typer.Option("--lookahead", help="Backward window (default 19).")] = None,
+    lookahead: Annotated[
+        Optional[int], typer.Option("--lookahead", help=f"Backward window (default {DEFAULT_LOOKAHEAD}).")
+    ] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON.")] = None,
     debug: Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)] = False,
 ) -> None:
@@ -98,9 +107,9 @@ def evaluate(
     if data is not None:
         seqs = dataset_sequences(data, layout, max_frames)
     else:
-        width, height = parse_size(size) if size else (256, 160)
-        seqs = synthetic_sequences(sequences or 8, frames or 10, width, height)
-    report = run_eval(model, seqs, lookahead=19 if lookahead is None else lookahead)
+        width, height = parse_size(size) if size else EVAL_SIZE
+        seqs = synthetic_sequences(sequences or EVAL_SEQUENCES, frames or EVAL_FRAMES, width, height)
+    report = run_eval(model, seqs, lookahead=DEFAULT_LOOKAHEAD if lookahead is None else lookahead)
     typer.echo(f"model: {model.preset.name}, weights: {source.get('path', source['kind'])}")
     typer.echo(report.table())
     if json_out:

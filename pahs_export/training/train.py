@@ -21,6 +21,8 @@ from torch.utils.data import DataLoader, Dataset
 from ..checkpoint import build_model, load_model, save_checkpoint
 from ..errors import PahsError
 from ..model import PAHS
+from ..presets import DEFAULT_LOOKAHEAD
+from .datasets import SequenceClips, find_sequences
 from .synth import SynthConfig, SyntheticClips, make_clip
 
 
@@ -34,7 +36,7 @@ class TrainConfig:
     frames: int = 5  # frames per training clip
     crop: int = 96  # square crop size, a multiple of 16 (paper: 256)
     lr: float = 3e-4  # initial Adam learning rate (paper: 1e-4); cosine decay to 1% over the run
-    lookahead: int | None = 19  # backward window while training (the reference model's semantics)
+    lookahead: int | None = DEFAULT_LOOKAHEAD  # backward window while training (the reference model's semantics)
     seed: int = 0  # everything random derives from this
     init: str | None = None  # start from these weights (a checkpoint of the same preset) instead of from scratch
     data: str | None = None  # None: synthetic GOPRO-style clips; else a dataset folder (GOPRO/DVD/REDS/paired)
@@ -55,7 +57,6 @@ def _train_dataset(cfg: TrainConfig) -> Dataset:
         # Seeds of training clips never overlap validation/evaluation seeds (those use the held-out split).
         synth = SynthConfig(height=cfg.crop, width=cfg.crop, frames=cfg.frames, split="train")
         return SyntheticClips(seed_base=cfg.seed * 10_000_000, length=cfg.steps * cfg.batch, config=synth)
-    from .datasets import SequenceClips, find_sequences
 
     sequences = find_sequences(cfg.data, cfg.layout)
     return SequenceClips(sequences, frames=cfg.frames, crop=cfg.crop, length=cfg.steps * cfg.batch, seed=cfg.seed)

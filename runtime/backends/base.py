@@ -1,4 +1,4 @@
-"""The backend interface."""
+"""The backend interface, and a base for wrappers that watch a backend's steps (timing, recording)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from abc import ABC, abstractmethod
 
 import torch
 from torch import Tensor
+
+from pahs_export.contract import Geometry
 
 StepOutputs = tuple[Tensor, ...]
 
@@ -19,10 +21,13 @@ class Backend(ABC):
     name: str  # "torch", "onnxruntime", ...
     bidirectional: bool  # forward/backward/fuse graphs (True) or one online step graph (False)
     precision: str  # "fp32", "fp16", "int8": what the tolerances of parity checks are keyed by
-    hidden: int  # channels of h (c/3)
-    channels: int  # channels of feat (c)
-    size_multiple: int = 16  # H and W must be multiples of this
+    geometry: Geometry  # channel widths of the state and the frame-size rule
     device: torch.device = torch.device("cpu")
+
+    @property
+    def size_multiple(self) -> int:
+        """H and W of every frame must be multiples of this."""
+        return self.geometry.size_multiple
 
     @abstractmethod
     def run(self, role: str, *inputs: Tensor) -> StepOutputs:
@@ -36,11 +41,9 @@ class Backend(ABC):
     def initial_state(self, frame: Tensor) -> tuple[Tensor, Tensor]:
         """Zero (h [N,c/3,H/4,W/4], feat [N,c,H/4,W/4]) for a sequence starting with ``frame`` [N,3,H,W]."""
         n, _, height, width = frame.shape
+        h_shape, feat_shape = self.geometry.state_shapes(n, height, width)
         kw = {"dtype": torch.float32, "device": self.device}
-        return (
-            torch.zeros(n, self.hidden, height // 4, width // 4, **kw),
-            torch.zeros(n, self.channels, height // 4, width // 4, **kw),
-        )
+        return torch.zeros(h_shape, **kw), torch.zeros(feat_shape, **kw)
 
     def forward_step(self, frame: Tensor, h: Tensor, feat: Tensor) -> tuple[Tensor, Tensor]:
         h, feat = self.run("forward", frame, h, feat)
@@ -61,3 +64,22 @@ class Backend(ABC):
     def describe(self) -> str:
         """One line for logs: library, device and precision."""
         return f"{self.name} on {self.device} ({self.precision})"
+
+
+class BackendWrapper(Backend):
+    """A backend that passes every step to ``inner``; subclasses override :meth:`run` to watch the steps
+    (time them, record their inputs) while the loop drives the wrapper like any backend."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.name, self.bidirectional, self.precision = inner.name, inner.bidirectional, inner.precision
+        self.geometry, self.device = inner.geometry, inner.device
+
+    def upload(self, frame: Tensor) -> Tensor:
+        return self.inner.upload(frame)
+
+    def run(self, role: str, *inputs: Tensor) -> StepOutputs:
+        return self.inner.run(role, *inputs)
+
+    def describe(self) -> str:
+        return self.inner.describe()

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pahs_export.artifact import ROLES, Artifact
+from pahs_export.artifact import Artifact
+from pahs_export.contract import ROLES
 from pahs_export.errors import PahsError
 
 from .base import Backend, StepOutputs
@@ -42,9 +43,7 @@ class OnnxRuntimeBackend(Backend):
         }
         self.bidirectional = artifact.bidirectional
         self.precision = artifact.precision
-        self.hidden = artifact.manifest["channels"]["hidden"]
-        self.channels = artifact.manifest["channels"]["c"]
-        self.size_multiple = artifact.manifest["size_multiple"]
+        self.geometry = artifact.geometry
         self.device = torch.device("cpu")  # I/O binding to CUDA buffers is the runtime issue's business
         self._input_types = {
             role: [np.float16 if i.type == "tensor(float16)" else np.float32 for i in s.get_inputs()]

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from pahs_export.artifact import ROLES, concrete_shape
+from pahs_export.contract import ROLES, Geometry
 from pahs_export.errors import PahsError
 
 from .base import Backend, StepOutputs
@@ -37,15 +37,6 @@ from .base import Backend, StepOutputs
 # launch(role, inputs, outputs): enqueue the graph of ``role`` on the current stream, reading ``inputs``
 # (name -> tensor, in the contract's input order) and writing every tensor of ``outputs`` in place.
 Launch = Callable[[str, dict[str, Tensor], dict[str, Tensor]], None]
-
-
-def output_shapes(role: str, frame_shape: Sequence[int], hidden: int, channels: int) -> dict[str, tuple[int, ...]]:
-    """Shapes of the outputs of ``role`` for a frame [N,3,H,W] (DESIGN.md §2), in the contract's order.
-
-    ``h`` is [N, hidden, H/4, W/4], ``feat`` [N, channels, H/4, W/4], ``restored`` [N, 3, H, W].
-    """
-    n, _, height, width = frame_shape
-    return {name: concrete_shape(name, channels, hidden, n, height, width) for name in ROLES[role].outputs}
 
 
 class SwapBuffers:
@@ -133,8 +124,7 @@ class ResidentSteps:
         self,
         launch: Launch,
         device: torch.device,
-        hidden: int,
-        channels: int,
+        geometry: Geometry,
         *,
         dtype_of: Callable[[str, str], torch.dtype] | None = None,
         cuda_graphs: bool = False,
@@ -144,7 +134,7 @@ class ResidentSteps:
                 f"expected a CUDA device for CUDA graphs, found {device}; use --device cuda or drop --cuda-graphs"
             )
         self._launch = launch
-        self.device, self.hidden, self.channels = device, hidden, channels
+        self.device, self.geometry = device, geometry
         self._dtype_of = dtype_of or (lambda role, name: torch.float32)
         self.cuda_graphs = cuda_graphs
         self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
@@ -184,7 +174,8 @@ class ResidentSteps:
             name: x.to(self.device, self._dtype_of(role, name)).contiguous()
             for name, x in zip(spec.inputs, inputs, strict=True)
         }
-        shapes = output_shapes(role, feeds["frame"].shape, self.hidden, self.channels)
+        n, _, height, width = feeds["frame"].shape
+        shapes = self.geometry.output_shapes(role, n, height, width)
         outs = self._replay(role, feeds, shapes) if self.cuda_graphs else self._eager(role, feeds, shapes)
         return tuple(outs[name].float() for name in spec.outputs)
 

@@ -7,7 +7,7 @@ import contextlib
 import torch
 from torch import Tensor
 
-from pahs_export.artifact import ROLES
+from pahs_export.contract import ROLES
 from pahs_export.model import PAHS
 
 from .resident import ResidentBackend, ResidentSteps
@@ -46,10 +46,8 @@ class TorchBackend(ResidentBackend):
         )
         self.model = model.to(self.device).eval()
         self.bidirectional = model.bidirectional
-        self.hidden = model.preset.hidden
-        self.channels = model.preset.channels
-        self.size_multiple = model.preset.stride
-        self.steps = ResidentSteps(self._launch, self.device, self.hidden, self.channels, cuda_graphs=cuda_graphs)
+        self.geometry = model.preset.geometry
+        self.steps = ResidentSteps(self._launch, self.device, self.geometry, cuda_graphs=cuda_graphs)
 
     @torch.no_grad()
     def _launch(self, role: str, inputs: dict[str, Tensor], outputs: dict[str, Tensor]) -> None:

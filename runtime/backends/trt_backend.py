@@ -24,8 +24,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from pahs_export.artifact import TENSORRT_FORMAT, read_artifact
 from pahs_export.errors import PahsError
-from pahs_export.tensorrt_artifact import check_compatible, check_in_profile, read_manifest
+from pahs_export.tensorrt_artifact import check_compatible, check_in_profile, current_device, import_tensorrt
 
 from .base import StepOutputs
 from .resident import ResidentBackend, ResidentSteps
@@ -39,23 +40,20 @@ class TensorRTBackend(ResidentBackend):
     name = "tensorrt"
 
     def __init__(self, path: Path, device: str = "cuda", cuda_graphs: bool = False) -> None:
-        from pahs_export.tensorrt_build import current_device, import_tensorrt
-
         trt = import_tensorrt()
-        self.manifest = read_manifest(path)
+        artifact = read_artifact(path, TENSORRT_FORMAT)
+        self.manifest = artifact.manifest
         check_compatible(self.manifest, current_device())
         self.device = torch.device(device)
-        self.bidirectional = self.manifest["direction"] == "bidirectional"
-        self.precision = self.manifest["precision"]
-        self.hidden = self.manifest["channels"]["hidden"]
-        self.channels = self.manifest["channels"]["c"]
-        self.size_multiple = self.manifest["size_multiple"]
+        self.bidirectional = artifact.bidirectional
+        self.precision = artifact.precision
+        self.geometry = artifact.geometry
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engines = {}
-        for role, name in self.manifest["engines"].items():
-            engine = runtime.deserialize_cuda_engine((path / name).read_bytes())
+        for role, engine_path in artifact.graphs.items():
+            engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
             if engine is None:
-                raise PahsError(f"TensorRT could not load {path / name}; rebuild it with `pahs-export trt`")
+                raise PahsError(f"TensorRT could not load {engine_path}; rebuild it with `pahs-export trt`")
             self.engines[role] = engine
         # Execution contexts by (role, frame shape); eager steps use the role's first one for every shape.
         self._contexts: dict[tuple, object] = {}
@@ -63,8 +61,7 @@ class TensorRTBackend(ResidentBackend):
         self.steps = ResidentSteps(
             self._launch,
             self.device,
-            self.hidden,
-            self.channels,
+            self.geometry,
             dtype_of=lambda role, name: _DTYPES[self.engines[role].get_tensor_dtype(name).name],
             cuda_graphs=cuda_graphs,
         )
@@ -85,7 +82,7 @@ class TensorRTBackend(ResidentBackend):
             shape = tuple(ctx.get_tensor_shape(name))
             if shape != tuple(out.shape):
                 raise PahsError(
-                    f"expected the {role} engine's {name} to be {tuple(out.shape)} (DESIGN.md §2), found {shape}; "
+                    f"expected the {role} engine's {name} to be {tuple(out.shape)} (graph contract), found {shape}; "
                     "rebuild the engines with `pahs-export trt` from a `pahs-export onnx` artifact"
                 )
             ctx.set_tensor_address(name, out.data_ptr())

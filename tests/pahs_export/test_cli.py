@@ -1,19 +1,29 @@
-"""`pahs-export` and `pahs-run` as a user runs them: real subprocesses, exit codes, one-line errors."""
+"""`pahs-export` and `pahs-run` as a user runs them, called in-process: exit codes, output, one-line errors."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import subprocess
-import sys
+import traceback
 
 import pytest
 
+from pahs_export.cli import main as export_main
+from runtime.cli import main as run_main
+
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from {m} import main; sys.argv[0] = {p!r}; main()"
-    module, prog = ("runtime.cli", "pahs-run") if args[0] == "pahs-run" else ("pahs_export.cli", "pahs-export")
-    return subprocess.run(
-        [sys.executable, "-c", code.format(m=module, p=prog), *args[1:]], capture_output=True, text=True, timeout=120
-    )
+    """Call the console entry point named by ``args[0]`` with the rest, as the installed script would."""
+    main = run_main if args[0] == "pahs-run" else export_main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(list(args[1:]))
+        except Exception:  # --debug lets the error through, as Python prints it for the script
+            traceback.print_exc()
+            status = 1
+    return subprocess.CompletedProcess(list(args), status, out.getvalue(), err.getvalue())
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:

@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from pahs_export import PahsError, build_model, save_checkpoint
-from pahs_export.artifact import ROLES, read_artifact
-from pahs_export.checkpoint import file_sha256
+from pahs_export.artifact import read_artifact
+from pahs_export.contract import ROLES
+from pahs_export.files import file_sha256
 from pahs_export.onnx_export import TRACE_H, TRACE_W, artifact_from_model, example_inputs
 from pahs_export.verify import reference_evaluator_check
 from pahs_export.weights import resolve_model
@@ -133,7 +134,7 @@ def test_reference_evaluator_step(bidir_artifact, bidir_model, uni_artifact, uni
 
 
 def test_manifest_records_everything(bidir_artifact):
-    m = bidir_artifact.manifest
+    m = bidir_artifact.manifest.to_json()
     assert m["preset"] == "pahs-t" and m["direction"] == "bidirectional" and m["precision"] == "fp32"
     assert m["channels"] == {"c": 48, "hidden": 16, "mid": 32} and m["opset"] >= 17
     assert m["graphs"] == {"forward": "forward.onnx", "backward": "backward.onnx", "fuse": "fuse.onnx"}
@@ -150,8 +151,8 @@ def test_checkpoint_sha_recorded(tmp_path, bidir_model):
     ckpt = save_checkpoint(bidir_model, tmp_path / "w.safetensors")
     model, source = resolve_model(ckpt)
     art = read_artifact(artifact_from_model(model, tmp_path / "a", source=source))
-    assert art.manifest["checkpoint"]["sha256"] == file_sha256(ckpt)
-    assert "checkpoint.safetensors" not in art.manifest["sha256"]
+    assert art.manifest.checkpoint["sha256"] == file_sha256(ckpt)
+    assert "checkpoint.safetensors" not in art.manifest.sha256
 
 
 def test_tampered_file_is_detected(tmp_path, bidir_model):

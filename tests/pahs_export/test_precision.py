@@ -108,7 +108,7 @@ def test_excluded_nodes_have_no_qdq(int8):
         proto = onnx.load(str(path))
         prod = producers(proto)
         init = initializers(proto)
-        excluded = set(int8.manifest["precision_details"][role]["excluded_nodes"])
+        excluded = set(int8.manifest.precision_details[role]["excluded_nodes"])
         if role in ("forward", "backward"):
             assert excluded >= set(attention_core_nodes(proto)) and len(excluded) >= 9
         if role == "fuse":
@@ -137,7 +137,7 @@ def test_fp16_keeps_attention_core_in_fp32(fp16):
         types.update(
             {vi.name: vi.type.tensor_type.elem_type for vi in list(proto.graph.input) + list(proto.graph.output)}
         )
-        kept = set(fp16.manifest["precision_details"][role]["fp32_nodes"])
+        kept = set(fp16.manifest.precision_details[role]["fp32_nodes"])
         nodes = {n.name: n for n in proto.graph.node}
         if role in ("forward", "backward"):
             ops = {nodes[k].op_type for k in kept}
@@ -186,10 +186,10 @@ def test_calibration_cache_reused_and_invalidated(tmp_path, model, monkeypatch, 
             model, tmp_path / "again", source=SOURCE, precision="int8", int8=MINMAX, calibration=TINY
         )
     )
-    assert second.manifest["calibration"]["from_cache"] and calls == []
-    assert second.manifest["calibration"]["cache_keys"] == int8.manifest["calibration"]["cache_keys"]
+    assert second.manifest.calibration["from_cache"] and calls == []
+    assert second.manifest.calibration["cache_keys"] == int8.manifest.calibration["cache_keys"]
     for role in int8.graphs:  # the same ranges give the same graph
-        assert second.manifest["sha256"][f"{role}.onnx"] == int8.manifest["sha256"][f"{role}.onnx"]
+        assert second.manifest.sha256[f"{role}.onnx"] == int8.manifest.sha256[f"{role}.onnx"]
     # other data: recalibrated
     other = CalibrationSet(clips=1, frames=3, size=48, seed=999)
     third = read_artifact(
@@ -197,7 +197,7 @@ def test_calibration_cache_reused_and_invalidated(tmp_path, model, monkeypatch, 
             model, tmp_path / "data", source=SOURCE, precision="int8", int8=MINMAX, calibration=other
         )
     )
-    assert not third.manifest["calibration"]["from_cache"] and calls == [1]
+    assert not third.manifest.calibration["from_cache"] and calls == [1]
     # another model: recalibrated
     torch.manual_seed(12)
     fourth = read_artifact(
@@ -205,7 +205,7 @@ def test_calibration_cache_reused_and_invalidated(tmp_path, model, monkeypatch, 
             build_model("pahs-t"), tmp_path / "model", source=SOURCE, precision="int8", int8=MINMAX, calibration=TINY
         )
     )
-    assert not fourth.manifest["calibration"]["from_cache"] and calls == [1, 1]
+    assert not fourth.manifest.calibration["from_cache"] and calls == [1, 1]
 
 
 def test_calibration_input_errors(tmp_path, model):
@@ -245,13 +245,13 @@ def test_cpu_target_runs_real_int8_kernels(tmp_path, int8_cpu):
     import onnxruntime as ort
 
     art = read_artifact(int8_cpu)
-    assert {d["target"] for d in art.manifest["precision_details"].values()} == {"cpu"}
+    assert {d["target"] for d in art.manifest.precision_details.values()} == {"cpu"}
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     opts.optimized_model_filepath = str(tmp_path / "opt.onnx")
     ort.InferenceSession(str(art.graphs["forward"]), opts, providers=["CPUExecutionProvider"])
     ops = [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
-    excluded = len(art.manifest["precision_details"]["forward"]["excluded_nodes"])
+    excluded = len(art.manifest.precision_details["forward"]["excluded_nodes"])
     assert ops.count("QLinearConv") >= 70 and ops.count("Conv") <= 3, (ops.count("QLinearConv"), excluded)
 
 
@@ -259,7 +259,7 @@ def test_trt_refuses_cpu_target(int8_cpu):
     import subprocess
     import sys
 
-    code = "import sys; from pahs_export.cli import main; sys.argv[0] = 'pahs-export'; main()"
+    code = "import sys; from pahs_export.cli import main; sys.argv[0] = 'pahs-export'; sys.exit(main())"
     r = subprocess.run(
         [sys.executable, "-c", code, "trt", "--int8", "--onnx", str(int8_cpu)], capture_output=True, text=True
     )

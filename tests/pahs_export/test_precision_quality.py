@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from calibration.data import DEFAULT_SET
 from pahs_export import load_model
 from pahs_export.artifact import read_artifact
 from pahs_export.onnx_export import artifact_from_model
@@ -25,7 +26,14 @@ def test_quality_targets(precision, target, tmp_path, monkeypatch):
     model = load_model(default_checkpoint("pahs-t"))
     int8 = Int8Options(target=target or "tensorrt")
     art = read_artifact(
-        artifact_from_model(model, tmp_path / precision, source={"kind": "default"}, precision=precision, int8=int8)
+        artifact_from_model(
+            model,
+            tmp_path / precision,
+            source={"kind": "default"},
+            precision=precision,
+            int8=int8,
+            calibration=DEFAULT_SET,
+        )
     )
     clips = [sample_pair(20, 96, 64, seed=s) for s in (0, 1)]
     results = verify_backend(OnnxRuntimeBackend(art), model, clips, TOLERANCES[precision])

@@ -8,17 +8,16 @@ import pytest
 import torch
 
 from pahs_export import PahsError, build_model
+from pahs_export.artifact import TENSORRT_FORMAT, read_manifest, write_manifest
+from pahs_export.contract import Geometry
 from pahs_export.onnx_export import artifact_from_model
 from pahs_export.tensorrt_artifact import (
-    FORMAT,
     Device,
     Profile,
     check_compatible,
     check_in_profile,
     input_shapes,
     manifest_for,
-    read_manifest,
-    write_manifest,
 )
 from runtime.engines import engine_kind, open_backend
 
@@ -46,11 +45,11 @@ def test_bad_profiles(profile, message):
 
 
 def test_input_shapes_follow_the_contract():
-    shapes = input_shapes("forward", Profile(max_batch=4, opt_batch=2), channels=48, hidden=16)
+    shapes = input_shapes("forward", Profile(max_batch=4, opt_batch=2), Geometry(channels=48, hidden=16, mid=32))
     assert shapes["frame"] == ((1, 3, 64, 64), (2, 3, 720, 1280), (4, 3, 1088, 1920))
     assert shapes["h_prev"] == ((1, 16, 16, 16), (2, 16, 180, 320), (4, 16, 272, 480))
     assert shapes["feat_prev"][2] == (4, 48, 272, 480)
-    fuse = input_shapes("fuse", Profile(), channels=48, hidden=16)
+    fuse = input_shapes("fuse", Profile(), Geometry(channels=48, hidden=16, mid=32))
     assert set(fuse) == {"frame", "feat_fwd", "feat_bwd"} and fuse["feat_bwd"][0] == (1, 48, 16, 16)
 
 
@@ -59,13 +58,13 @@ def onnx_manifest(tmp_path_factory):
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("trt") / "onnx"
     artifact_from_model(build_model("pahs-t"), out, source={"kind": "random-init", "seed": 0})
-    return out, json.loads((out / "manifest.json").read_text())
+    return out, read_manifest(out)
 
 
 def make_trt_artifact(folder, onnx_manifest, device=HERE, profile=Profile()):
     path, manifest = onnx_manifest
     folder.mkdir()
-    engines = {role: f"{role}.plan" for role in manifest["graphs"]}
+    engines = {role: f"{role}.plan" for role in manifest.files}
     m = manifest_for(manifest, path, profile, device, engines, {}, {"optimization_level": None})
     write_manifest(folder, m)
     return folder, m
@@ -74,11 +73,11 @@ def make_trt_artifact(folder, onnx_manifest, device=HERE, profile=Profile()):
 def test_manifest_records_what_built_it(tmp_path, onnx_manifest):
     folder, m = make_trt_artifact(tmp_path / "pahs.plan", onnx_manifest)
     back = read_manifest(folder)
-    assert back == json.loads(json.dumps(m)) and back["format"] == FORMAT
-    assert back["device"] == {"tensorrt": "10.13.0", "gpu": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
-    assert back["profile"]["opt_size"] == [1280, 720] and back["precision"] == "fp32"
-    assert set(back["source"]["onnx_sha256"]) == {"forward", "backward", "fuse"}
-    assert "calibration_sha256" in back["source"] and engine_kind(folder) == "tensorrt"
+    assert back.to_json() == json.loads(json.dumps(m.to_json())) and back.format == TENSORRT_FORMAT
+    assert back.device == {"tensorrt": "10.13.0", "gpu": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
+    assert back.profile["opt_size"] == [1280, 720] and back.precision == "fp32"
+    assert set(back.source["onnx_sha256"]) == {"forward", "backward", "fuse"}
+    assert "calibration_sha256" in back.source and engine_kind(folder) == "tensorrt"
 
 
 def test_compatibility_checks_name_what_to_rebuild(tmp_path, onnx_manifest):

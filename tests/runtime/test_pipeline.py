@@ -14,16 +14,16 @@ import pytest
 import torch
 from conftest import make_folder, make_video, write_png
 
+from pahs import open_backend
 from pahs_export import PahsError
-from runtime.engines import open_backend
+from runtime.io import open_input
 from runtime.pipeline import RunOptions, pad_frame, run_video
-from runtime.video import open_input
 
 QUIET = RunOptions(progress=False)
 
 
 def pahs_run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from runtime.cli import main; sys.argv[0] = 'pahs-run'; main()"
+    code = "import sys; from runtime.cli import main; sys.argv[0] = 'pahs-run'; sys.exit(main())"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout)
 
 
@@ -72,7 +72,7 @@ def test_png_folders_in_and_out_and_backends_agree(tmp_path, artifact, checkpoin
 def test_chunked_pipeline_equals_reference(tmp_path, checkpoint):
     """--chunk 1 reproduces the reference model with the same lookahead (before 8-bit rounding)."""
     from pahs_export import load_model
-    from runtime.pipeline import verify_video
+    from pahs_export.verify import verify_video
 
     src = make_folder(tmp_path / "seq", n=6, width=32, height=32)
     backend = open_backend(checkpoint)
@@ -151,7 +151,7 @@ def test_tiny_frames_refused_and_16_accepted(tmp_path, artifact):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_run_leaves_nothing(tmp_path, artifact, sig):
     src = make_video(tmp_path / "in.mp4", n=400, width=128, height=96)
-    code = "import sys; from runtime.cli import main; sys.argv[0] = 'pahs-run'; main()"
+    code = "import sys; from runtime.cli import main; sys.argv[0] = 'pahs-run'; sys.exit(main())"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(src), "--engine", str(artifact), "-o", str(tmp_path / "out.mp4"), "-q"],
         stdout=subprocess.PIPE,
@@ -205,14 +205,16 @@ def test_readme_run_command_on_the_sample_clip(tmp_path):
 @pytest.mark.parametrize(("precision", "target"), [("fp16", "tensorrt"), ("int8", "cpu")])
 def test_precision_artifacts_run_through_pahs_run(tmp_path, precision, target):
     """pahs-run --engine runs FP16 and INT8 graphs on ONNX Runtime; --verify uses their precision's tolerance."""
+    from calibration.data import DEFAULT_SET
     from pahs_export.onnx_export import artifact_from_model
     from pahs_export.precision import Int8Options
     from pahs_export.weights import resolve_model
 
     model, source = resolve_model(None, "pahs-t")
     art = artifact_from_model(
-        model, tmp_path / "art", source=source, precision=precision, int8=Int8Options(target=target)
-    )
+        model, tmp_path / "art", source=source, precision=precision, int8=Int8Options(target=target),
+        calibration=DEFAULT_SET,
+    )  # fmt: skip
     src = make_folder(tmp_path / "seq", n=4, width=48, height=32)
     result = pahs_run(str(src), "--engine", str(art), "--verify", "4", "-o", str(tmp_path / "out") + "/", "-q")
     assert result.returncode == 0, result.stderr

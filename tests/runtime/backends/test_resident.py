@@ -12,25 +12,21 @@ import pytest
 import torch
 
 from pahs_export import build_model
+from pahs_export.contract import Geometry
 from pahs_export.errors import PahsError
-from runtime.backends.resident import ResidentSteps, SwapBuffers, output_shapes
+from runtime.backends.resident import ResidentSteps, SwapBuffers
 from runtime.backends.torch_backend import TorchBackend
 from runtime.loop import restore_clip
 
 # Tolerances of the GPU paths against the CPU reference (FP32, TF32 off): cuDNN picks other algorithms.
 CUDA_FP32_ATOL = 1e-4
+GEOMETRY = Geometry(channels=48, hidden=16, mid=32)
 
 
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(3)
     return build_model("pahs-t")
-
-
-def test_output_shapes_follow_the_contract():
-    assert output_shapes("forward", (2, 3, 64, 96), 16, 48) == {"h": (2, 16, 16, 24), "feat": (2, 48, 16, 24)}
-    assert output_shapes("fuse", (1, 3, 32, 48), 16, 48) == {"restored": (1, 3, 32, 48)}
-    assert list(output_shapes("step", (1, 3, 32, 48), 16, 48)) == ["restored", "h", "feat"]
 
 
 def test_swap_buffers_never_alias_the_input():
@@ -87,7 +83,7 @@ def test_graph_dtypes_are_applied_and_outputs_come_back_float32(model):
         got.update({n: x.dtype for n, x in outputs.items()})
         backend._launch(role, {n: x.float() for n, x in inputs.items()}, outputs)
 
-    steps = ResidentSteps(launch, torch.device("cpu"), 16, 48, dtype_of=lambda role, name: torch.float16)
+    steps = ResidentSteps(launch, torch.device("cpu"), GEOMETRY, dtype_of=lambda role, name: torch.float16)
     frame = torch.rand(1, 3, 32, 48)
     h, feat = steps.run("forward", (frame, *backend.initial_state(frame)))
     assert set(got.values()) == {torch.float16} and set(got) == {"frame", "h_prev", "feat_prev", "h", "feat"}
@@ -132,7 +128,7 @@ def test_cuda_resident_loop_matches_the_cpu_reference(model, graphs):
 @pytest.mark.gpu
 def test_pinned_uploads_keep_every_frame():
     """Many uploads in a row through the two pinned buffers: none is overwritten before its copy is done."""
-    steps = ResidentSteps(lambda *a: None, torch.device("cuda"), 16, 48)
+    steps = ResidentSteps(lambda *a: None, torch.device("cuda"), GEOMETRY)
     frames = [torch.full((1, 3, 256, 256), float(i)) for i in range(16)]
     on_device = [steps.upload(f) for f in frames]
     torch.cuda.synchronize()

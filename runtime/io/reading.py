@@ -1,0 +1,350 @@
+"""Decoding: video files and frame folders read with PyAV (FFmpeg comes in its wheels; no system FFmpeg is used).
+
+Frames cross :mod:`runtime.io` as numpy float32 arrays [H, W, 3], RGB, values in [0, 1]. 8-bit sources are
+divided by 255; deeper sources (10/12/16-bit video, 16-bit PNG) are decoded to 16-bit RGB and divided by 65535,
+so they keep their precision.
+
+Decisions:
+
+- Input: the first video stream of anything FFmpeg opens (mp4, mov, mkv, avi, webm, raw .h264...), any pixel
+  format; or a folder of image frames (.png, .jpg, .jpeg, .tif, .tiff, .bmp; hidden files ignored) in natural
+  order (f2 before f10). YUV is converted with the matrix and range the stream declares (FFmpeg's BT.601
+  default when it declares none).
+- Rotation: the display matrix (or a legacy "rotate" tag) is applied, mirroring included, so frames come out
+  as players show them; ``VideoInfo.rotation`` is the clockwise part in degrees. EXIF orientation of JPEG
+  frames is applied the same way (its mirroring is not: PyAV cannot read that side data yet).
+- Damaged input: restore what decodes and warn. A packet that fails to decode is skipped, frames FFmpeg
+  decodes with concealed damage are kept, and reading stops at a demuxer error; after a full pass one warning
+  (``warnings.warn``, also in ``FrameReader.warnings``) says what was lost: skipped packets, damaged frames,
+  fewer frames than the container lists (mp4, mov) or an early end against the duration it lists (Matroska,
+  MPEG-TS). ``info.frames`` then holds the count that decoded. Losses the demuxer skips silently (a damaged
+  Matroska cluster in mid-file) go unreported. A file with no decodable frame, or a frame size that changes
+  mid-stream, is a :class:`PahsError`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pahs_export.errors import PahsError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a source is; also what an output should be (its size, rate, time base and depth)."""
+
+    width: int  # display width in pixels (after rotation)
+    height: int  # display height in pixels (after rotation)
+    frames: int | None  # frame count: container metadata or folder size, the decoded count after a full pass
+    fps: Fraction | None  # average frame rate; None for frame folders
+    time_base: Fraction | None  # unit of Frame.pts; None for frame folders
+    rotation: int  # clockwise degrees (0, 90, 180, 270) applied to decoded frames for display orientation
+    bit_depth: int  # bits per component of the source: 8, 10, 12, 16
+    pix_fmt: str | None  # source pixel format, e.g. "yuv420p10le"; "rgb24"/"rgb48" for image folders
+    has_audio: bool  # the source has an audio stream (copied into video outputs)
+    is_folder: bool  # the source is a folder of image frames
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One decoded frame, in display orientation."""
+
+    index: int  # 0-based position in the source
+    image: np.ndarray  # float32 [H, W, 3], RGB, in [0, 1]
+    pts: int | None  # presentation timestamp in info.time_base units (None for folders)
+    name: str | None  # source file name for frame folders, else None
+
+
+def _natural_key(name: str) -> list:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def _reason(e: BaseException) -> str:
+    """FFmpeg's short reason for an error, on one line."""
+    text = getattr(e, "strerror", None) or str(e) or type(e).__name__
+    return " ".join(str(text).split())
+
+
+def _to_float(arr: np.ndarray) -> np.ndarray:
+    """uint8 or uint16 [H, W, >=3] (or [H, W]) -> float32 [H, W, 3] in [0, 1], C-contiguous."""
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    scale = np.float32(65535.0 if arr.dtype == np.uint16 else 255.0)
+    return np.divide(arr[..., :3], scale, dtype=np.float32, order="C")
+
+
+def orient(image: np.ndarray, rotation: int, mirrored: bool = False) -> np.ndarray:
+    """Turn ``image`` [H, W, ...] clockwise by ``rotation`` degrees (a multiple of 90), then mirror it left to
+    right if ``mirrored``. Returns a view (the input itself when nothing changes)."""
+    if rotation % 360:
+        image = np.rot90(image, k=-(rotation % 360) // 90)
+    return image[:, ::-1] if mirrored else image
+
+
+def _matrix_orientation(m: np.ndarray) -> tuple[int, bool]:
+    """(clockwise degrees, mirrored) of an FFmpeg display matrix [a b u; c d v; x y w] (int32, row-major).
+
+    A source pixel (p, q) shows at p' = a p + c q, q' = b p + d q (y pointing down): a and d keep the axes,
+    b and c swap them. Angles that are not multiples of 90 degrees snap to the nearest one."""
+    a, b, c, d = (1 if v >= 0 else -1 for v in (m[0], m[1], m[3], m[4]))
+    if abs(int(m[0])) >= abs(int(m[1])):  # axes kept: identity, 180, or a mirror
+        return {(1, 1): (0, False), (-1, -1): (180, False), (-1, 1): (0, True), (1, -1): (180, True)}[(a, d)]
+    return {(1, -1): (90, False), (-1, 1): (270, False), (1, 1): (90, True), (-1, -1): (270, True)}[(b, c)]
+
+
+def _frame_orientation(frame: Any, tags: dict[str, str]) -> tuple[int, bool]:
+    """(clockwise degrees, mirrored) to bring a decoded frame to display orientation."""
+    try:
+        side = frame.side_data.get("DISPLAYMATRIX")
+    except ValueError:  # PyAV cannot list side data types newer than itself (e.g. EXIF): use the angle alone
+        side = None
+    if side is not None:
+        return _matrix_orientation(np.frombuffer(bytes(side), dtype=np.int32))
+    ccw = round(frame.rotation or 0)
+    if ccw:
+        return round(-ccw / 90) * 90 % 360, False
+    try:  # the legacy tag, clockwise (phones wrote "rotate: 90" for portrait video)
+        return round(float(tags.get("rotate", 0)) / 90) * 90 % 360, False
+    except ValueError:
+        return 0, False
+
+
+class FrameReader:
+    """Iterates :class:`Frame` objects of a video file or a frame folder; a context manager.
+
+    Video files can be iterated once. ``warnings`` lists what a damaged file lost (see the module docstring).
+    :meth:`close` may be called from another thread while a :class:`Prefetcher` decodes: decoding stops.
+    """
+
+    info: VideoInfo
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.warnings: list[str] = []
+        self._container: Any = None
+        self._files: list[Path] | None = None  # frame folders only
+        self._lock = threading.Lock()  # guards the container against close() from another thread
+        self._iterated = False
+        if self.path.is_dir():
+            self._open_folder()
+        else:
+            self._open_video()
+
+    # -- frame folders ---------------------------------------------------------------------------------------
+    def _open_folder(self) -> None:
+        files = [
+            p
+            for p in self.path.iterdir()
+            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+        ]  # hidden files skipped: macOS leaves "._frame1.png" metadata files next to frames
+        if not files:
+            raise PahsError(
+                f"expected image frames ({', '.join(IMAGE_SUFFIXES)}) in the folder {self.path}, found none; "
+                "pass a folder of frames or a video file"
+            )
+        self._files = sorted(files, key=lambda p: _natural_key(p.name))
+        first, rotation = self._read_image(self._files[0])
+        depth = 16 if first.dtype == np.uint16 else 8
+        h, w = first.shape[:2]
+        pix_fmt = "rgb48" if depth > 8 else "rgb24"
+        self.info = VideoInfo(w, h, len(self._files), None, None, rotation, depth, pix_fmt, False, True)
+
+    @staticmethod
+    def _read_image(p: Path) -> tuple[np.ndarray, int]:
+        """uint8 or uint16 [H, W, 3] in display orientation, and its clockwise rotation; via FFmpeg's image
+        decoders, which keep 16-bit PNGs at 16 bits (Pillow reduces 48-bit RGB to 8 bits)."""
+        import av
+
+        try:
+            with av.open(str(p)) as c:
+                frame = next(c.decode(video=0))
+                deep = max(comp.bits for comp in frame.format.components) > 8
+                arr = frame.to_ndarray(format="rgb48le" if deep else "rgb24")
+                rotation, mirrored = _frame_orientation(frame, {})
+        except (av.error.FFmpegError, StopIteration, ValueError, OSError) as e:
+            raise PahsError(
+                f"expected a readable image, could not read {p} ({_reason(e)}); replace or remove it"
+            ) from None
+        return orient(arr, rotation, mirrored), rotation
+
+    def _iter_folder(self) -> Iterator[Frame]:
+        assert self._files is not None
+        for i, p in enumerate(self._files):
+            arr, _ = self._read_image(p)
+            self._check_size(i, arr, f" ({p.name})")
+            yield Frame(i, _to_float(arr), None, p.name)
+
+    # -- video files -----------------------------------------------------------------------------------------
+    def _open_video(self) -> None:
+        import av
+
+        try:
+            self._container = av.open(str(self.path))
+        except (av.error.FFmpegError, UnicodeDecodeError, ValueError, OSError) as e:
+            raise PahsError(
+                f"expected a video FFmpeg can read, found {self.path} that it cannot open ({_reason(e)}); "
+                "check the file or convert it"
+            ) from None
+        streams = self._container.streams
+        if not streams.video:
+            kinds = ", ".join(sorted({s.type for s in streams})) or "no"
+            self.close()
+            raise PahsError(f"expected a video stream in {self.path}, found {kinds} streams only; pass a video file")
+        stream = streams.video[0]
+        stream.thread_type = "AUTO"
+        self._stream = stream
+        self._skipped = 0  # packets that failed to decode
+        self._corrupt = 0  # frames decoded with damage (concealed by FFmpeg)
+        self._skip_reason = ""
+        self._stop_reason = ""  # why reading stopped early, if it did
+        self._frames = self._decoded()
+        # Peek the first frame: it carries the display matrix, the decoded size and pixel format, which the
+        # output needs before anything is written; and a file with no decodable frame fails here.
+        first = next(self._frames, None)
+        if first is None:
+            why = self._stop_reason or self._skip_reason or "the stream is empty"
+            self.close()
+            raise PahsError(f"expected at least one decodable frame in {self.path}, found none ({why}); check the file")
+        self._first = first
+        self._expected = self._listed_seconds(stream)
+        self._orientation = _frame_orientation(first, dict(stream.metadata))
+        depth = max(c.bits for c in first.format.components)
+        self._fmt = "rgb48le" if depth > 8 else "rgb24"
+        self._first_array = orient(first.to_ndarray(format=self._fmt), *self._orientation)
+        tb = Fraction(stream.time_base) if stream.time_base else None
+        rate = stream.average_rate or stream.guessed_rate
+        self._pts_step = round(1 / (rate * tb)) if rate and tb else None  # one frame in time base units
+        h, w = self._first_array.shape[:2]
+        self.info = VideoInfo(
+            w, h, stream.frames or None, Fraction(rate) if rate else None, tb, self._orientation[0], depth,
+            stream.codec_context.pix_fmt or first.format.name, bool(streams.audio), False,
+        )  # fmt: skip
+
+    @staticmethod
+    def _listed_seconds(stream: Any) -> float | None:
+        """The video stream's duration in seconds as the container lists it (mp4, ts: a field; Matroska: a
+        DURATION tag), or None."""
+        if stream.duration and stream.time_base:
+            return float(stream.duration * stream.time_base)
+        m = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", stream.metadata.get("DURATION", ""))
+        return int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3]) if m else None
+
+    def _decoded(self) -> Iterator[Any]:
+        """Decoded av.VideoFrames; damaged packets are skipped and a demuxer error ends the stream."""
+        import av
+
+        packets = self._container.demux(self._stream)
+        while True:
+            with self._lock:
+                if self._container is None:  # closed, perhaps by another thread
+                    return
+                try:
+                    packet = next(packets, None)
+                except av.error.FFmpegError as e:
+                    self._stop_reason = f"reading stopped: {_reason(e)}"
+                    return
+                if packet is None:
+                    return
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError as e:
+                    self._skipped += 1
+                    self._skip_reason = self._skip_reason or _reason(e)
+                    continue
+            yield from frames
+
+    def _iter_video(self) -> Iterator[Frame]:
+        index, first_pts, last_pts = 0, None, None
+        frame, arr = self._first, self._first_array
+        while frame is not None:
+            if arr is None:
+                arr = orient(frame.to_ndarray(format=self._fmt), *self._orientation)
+            self._check_size(index, arr, "")
+            self._corrupt += frame.is_corrupt
+            pts = frame.pts
+            if pts is None and self._pts_step:  # raw streams (.h264) carry no timestamps: one frame apart
+                pts = 0 if last_pts is None else last_pts + self._pts_step
+            yield Frame(index, _to_float(arr), pts, None)
+            first_pts = pts if index == 0 else first_pts
+            last_pts, index, arr = pts, index + 1, None
+            frame = next(self._frames, None)
+        self._finish(index, first_pts, last_pts)
+
+    def _finish(self, decoded: int, first_pts: int | None, last_pts: int | None) -> None:
+        """Record what a damaged file lost, and the decoded frame count."""
+        if self._container is None:  # closed early on purpose: nothing to report
+            return
+        lost = []
+        if self._skipped:
+            lost.append(f"{self._skipped} damaged packets skipped ({self._skip_reason})")
+        if self._corrupt:
+            lost.append(f"{self._corrupt} frames decoded with damage")
+        if self._stop_reason:
+            lost.append(self._stop_reason)
+        fps, tb = self.info.fps, self.info.time_base
+        if self.info.frames:
+            if decoded < self.info.frames:
+                lost.append(f"the container lists {self.info.frames} frames but {decoded} decode")
+        elif self._expected and fps and tb and first_pts is not None and last_pts is not None:
+            # No frame count (Matroska, MPEG-TS): compare durations, with room for a long last frame (VFR).
+            span = float((last_pts - first_pts) * tb + 1 / fps)
+            if self._expected - span > max(2.0, 3 / fps):
+                lost.append(f"decoding ended {span:.2f} s into the {self._expected:.2f} s the container lists")
+        if lost:
+            message = (
+                f"{self.path.name}: {'; '.join(lost)}; restored the {decoded} frames that decode "
+                "(the file is damaged: re-export it to recover more)"
+            )
+            self.warnings.append(message)
+            warnings.warn(message, stacklevel=3)
+        self.info = replace(self.info, frames=decoded)
+
+    # -- common ----------------------------------------------------------------------------------------------
+    def _check_size(self, index: int, arr: np.ndarray, label: str) -> None:
+        w, h = self.info.width, self.info.height
+        if arr.shape[:2] != (h, w):
+            what = "sequence" if self._files else "video"
+            raise PahsError(
+                f"expected every frame to be {w}x{h} like frame 0, found frame {index}{label} of "
+                f"{arr.shape[1]}x{arr.shape[0]}; split the {what} where its size changes"
+            )
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._files is not None:
+            return self._iter_folder()
+        if self._iterated:
+            raise RuntimeError("a video FrameReader can be iterated once; open the input again")
+        self._iterated = True
+        return self._iter_video()
+
+    def close(self) -> None:
+        """Release the file; safe to call twice or from another thread."""
+        with self._lock:
+            if self._container is not None:
+                self._container.close()
+                self._container = None
+
+    def __enter__(self) -> FrameReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_input(path: str | Path) -> FrameReader:
+    """Open a video file or a folder of image frames for reading (see the module docstring)."""
+    path = Path(path)
+    if not path.exists():
+        raise PahsError(f"expected a video file or frame folder, found nothing at {path}; check the path")
+    return FrameReader(path)
