@@ -242,7 +242,7 @@ def trt(
     from dataclasses import replace
 
     from .errors import PahsError
-    from .tensorrt_artifact import Profile, import_tensorrt
+    from .tensorrt_artifact import Profile, require_tensorrt
     from .tensorrt_build import BuildOptions, check_buildable, trt_artifact_from_onnx
 
     if fp16 and int8:
@@ -258,7 +258,7 @@ def trt(
         from .artifact import read_artifact
 
         check_buildable(read_artifact(onnx_artifact), precision)
-    import_tensorrt()  # before any heavy work: without TensorRT nothing else is worth doing
+    require_tensorrt()  # before any heavy work: without TensorRT nothing else is worth doing
     if onnx_artifact is None:
         from .onnx_export import artifact_from_model
         from .weights import resolve_model

@@ -1,7 +1,7 @@
 """TensorRT artifacts without TensorRT: optimization profiles, the manifest, compatibility checks.
 
 Everything here is pure Python so that it is tested on machines without TensorRT (tensorrt and the GPU
-are only touched inside :func:`import_tensorrt` and :func:`current_device`); the builder
+are only touched inside :func:`require_tensorrt` and :func:`current_device`); the builder
 (:mod:`pahs_export.tensorrt_build`) and the runtime backend (:mod:`runtime.backends.trt_backend`) are thin
 layers over the TensorRT API that use it.
 
@@ -113,8 +113,19 @@ def check_in_profile(manifest: Manifest, n: int, width: int, height: int) -> Non
 
 
 def profile_from_manifest(manifest: Manifest) -> Profile:
-    p = manifest.profile or {}
-    return Profile(**{k: tuple(v) if isinstance(v, list) else v for k, v in p.items()})
+    """The profile a TensorRT manifest records (JSON lists back to (width, height) tuples)."""
+    p, d = manifest.profile or {}, Profile()
+
+    def size(key: str) -> tuple[int, int]:
+        w, h = p.get(key, getattr(d, key))
+        return int(w), int(h)
+
+    def batch(key: str) -> int:
+        return int(p.get(key, getattr(d, key)))
+
+    return Profile(
+        size("min_size"), size("opt_size"), size("max_size"), batch("min_batch"), batch("opt_batch"), batch("max_batch")
+    )
 
 
 def manifest_for(
@@ -144,22 +155,28 @@ def manifest_for(
     )
 
 
-def import_tensorrt() -> Any:
-    """The tensorrt module, or a one-line error saying what to install."""
+def require_tensorrt() -> None:
+    """Raise a one-line error saying what to install unless a working ``tensorrt`` is importable.
+
+    Callers then ``import tensorrt as trt`` themselves, inside the function that uses it: TensorRT is optional
+    and heavy, and a plain import statement lets type checkers see the module as TensorRT's own (its stubs),
+    so every call is checked against the real API (tests/test_tensorrt_api.py).
+    """
     try:
-        import tensorrt as trt
+        import tensorrt
     except ImportError:
         raise PahsError(f"TensorRT is not installed here: {INSTALL_HINT}") from None
-    if not hasattr(trt, "Builder"):  # the PyPI meta package without its libraries
+    if not hasattr(tensorrt, "Builder"):  # the PyPI meta package without its libraries
         raise PahsError(f"the tensorrt package here has no libraries (a stub): {INSTALL_HINT}")
-    return trt
 
 
 def current_device() -> Device:
     """TensorRT version and the current CUDA GPU, as recorded in and checked against manifests."""
     import torch
 
-    trt = import_tensorrt()
+    require_tensorrt()
+    import tensorrt as trt
+
     if not torch.cuda.is_available():
         raise PahsError("expected a CUDA GPU for TensorRT, found none; run on a machine with an NVIDIA GPU")
     major, minor = torch.cuda.get_device_capability()

@@ -6,7 +6,9 @@ network is created with the STRONGLY_TYPED flag, required on TensorRT 10 and acc
 TF32 is cleared so that FP32 engines match FP32 references.
 
 This module imports ``tensorrt`` only inside its functions. It was written against the documented Python
-API and has not been executed against a real TensorRT here (see docs/TENSORRT.md).
+API, and every TensorRT attribute and call it makes is checked against the real 11.4 bindings and the 10.13
+stubs (tests/test_tensorrt_api.py), but it has not been executed against a real TensorRT here
+(docs/TENSORRT.md).
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, SupportsInt
 
 from .artifact import Artifact, read_artifact, write_manifest
 from .contract import Geometry
 from .errors import PahsError
 from .files import AtomicOutput, file_sha256
-from .tensorrt_artifact import Profile, current_device, import_tensorrt, input_shapes, manifest_for
+from .tensorrt_artifact import Profile, current_device, input_shapes, manifest_for, require_tensorrt
+
+if TYPE_CHECKING:
+    import tensorrt as trt
 
 TIMING_CACHE = "timing.cache"
 
@@ -35,9 +41,13 @@ class BuildOptions:
     timing_cache: Path | None = None  # reuse/extend this timing cache (default: beside the engines)
 
 
-def engine_from_onnx(onnx_path: Path, role: str, geometry: Geometry, options: BuildOptions, cache) -> bytes:
+def engine_from_onnx(
+    onnx_path: Path, role: str, geometry: Geometry, options: BuildOptions, cache: trt.ITimingCache
+) -> bytes:
     """Build one serialized engine from one ONNX graph, with the profile over N/H/W."""
-    trt = import_tensorrt()
+    require_tensorrt()
+    import tensorrt as trt
+
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 0
@@ -58,29 +68,32 @@ def engine_from_onnx(onnx_path: Path, role: str, geometry: Geometry, options: Bu
     config.set_timing_cache(cache, False)
     profile = builder.create_optimization_profile()
     for name, (lo, opt, hi) in input_shapes(role, options.profile, geometry).items():
-        profile.set_shape(name, lo, opt, hi)
+        profile.set_shape(name, trt.Dims(list(lo)), trt.Dims(list(opt)), trt.Dims(list(hi)))
     config.add_optimization_profile(profile)
-    if hasattr(trt, "IProgressMonitor"):
-        config.progress_monitor = _progress_monitor(trt, role)
+    config.progress_monitor = _progress_monitor(role)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise PahsError(f"TensorRT failed to build the {role} engine (see its log above); try --workspace larger")
-    return bytes(serialized)
+    # IHostMemory implements the buffer protocol; the 11.4 stubs (made by pybind11-stubgen) do not declare it.
+    return bytes(serialized)  # type: ignore[call-overload,unused-ignore]
 
 
-def _progress_monitor(trt, role: str):
+def _progress_monitor(role: str) -> trt.IProgressMonitor:
+    """Prints the builder's top-level phases for ``role``; never cancels the build."""
+    import tensorrt as trt
+
     class Monitor(trt.IProgressMonitor):
         def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)
 
-        def phase_start(self, phase_name, parent_phase, num_steps) -> None:
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: SupportsInt) -> None:
             if parent_phase is None:
                 print(f"  {role}: {phase_name} ({num_steps} steps)", flush=True)
 
-        def step_complete(self, phase_name, step) -> bool:
+        def step_complete(self, phase_name: str, step: SupportsInt) -> bool:
             return True  # never cancel
 
-        def phase_finish(self, phase_name) -> None:
+        def phase_finish(self, phase_name: str) -> None:
             pass
 
     return Monitor()
@@ -111,7 +124,9 @@ def trt_artifact_from_onnx(
     """
     art = read_artifact(onnx_artifact)
     check_buildable(art, precision)
-    trt = import_tensorrt()
+    require_tensorrt()
+    import tensorrt as trt
+
     device = current_device()
     art.check_hashes()
     options.profile.check(art.geometry.size_multiple)
@@ -131,7 +146,7 @@ def trt_artifact_from_onnx(
             (tmp / engines[role]).write_bytes(engine)
             timings[role] = round(time.monotonic() - started, 1)
             print(f"built {role} engine in {timings[role]} s", flush=True)
-        (tmp / TIMING_CACHE).write_bytes(bytes(cache.serialize()))
+        (tmp / TIMING_CACHE).write_bytes(bytes(cache.serialize()))  # type: ignore[call-overload,unused-ignore]
         sha = {name: file_sha256(tmp / name) for name in engines.values()}
         build = {
             "optimization_level": options.optimization_level,

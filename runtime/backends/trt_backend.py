@@ -19,17 +19,22 @@ executed against a real TensorRT here (see docs/TENSORRT.md).
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from pahs_export.artifact import TENSORRT_FORMAT, read_artifact
 from pahs_export.errors import PahsError
-from pahs_export.tensorrt_artifact import check_compatible, check_in_profile, current_device, import_tensorrt
+from pahs_export.tensorrt_artifact import check_compatible, check_in_profile, current_device, require_tensorrt
 
 from .base import StepOutputs
 from .resident import ResidentBackend, ResidentSteps
+
+if TYPE_CHECKING:
+    import tensorrt as trt
 
 _DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16}
 
@@ -40,7 +45,9 @@ class TensorRTBackend(ResidentBackend):
     name = "tensorrt"
 
     def __init__(self, path: Path, device: str = "cuda", cuda_graphs: bool = False) -> None:
-        trt = import_tensorrt()
+        require_tensorrt()
+        import tensorrt as trt
+
         artifact = read_artifact(path, TENSORRT_FORMAT)
         self.manifest = artifact.manifest
         check_compatible(self.manifest, current_device())
@@ -49,14 +56,25 @@ class TensorRTBackend(ResidentBackend):
         self.precision = artifact.precision
         self.geometry = artifact.geometry
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engines = {}
+        # A plan can carry host code (plugins, lean runtimes) that deserializing would run: refuse it explicitly
+        # (the default, but stated), and load only bytes whose sha256 the manifest records.
+        if hasattr(runtime, "engine_host_code_allowed"):  # TensorRT 10.x before 10.? lacks the property
+            runtime.engine_host_code_allowed = False
+        self.engines: dict[str, trt.ICudaEngine] = {}
         for role, engine_path in artifact.graphs.items():
-            engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
+            data = engine_path.read_bytes()
+            expected = self.manifest.sha256.get(engine_path.name)
+            if hashlib.sha256(data).hexdigest() != expected:
+                raise PahsError(
+                    f"expected {engine_path} to match the sha256 in its manifest, found other contents; the engines "
+                    "were modified: rebuild them with `pahs-export trt` (run only plans you built or trust)"
+                )
+            engine = runtime.deserialize_cuda_engine(data)
             if engine is None:
                 raise PahsError(f"TensorRT could not load {engine_path}; rebuild it with `pahs-export trt`")
             self.engines[role] = engine
         # Execution contexts by (role, frame shape); eager steps use the role's first one for every shape.
-        self._contexts: dict[tuple, object] = {}
+        self._contexts: dict[tuple, trt.IExecutionContext] = {}
         self._checked: set[tuple[int, ...]] = set()
         self.steps = ResidentSteps(
             self._launch,
@@ -66,7 +84,7 @@ class TensorRTBackend(ResidentBackend):
             cuda_graphs=cuda_graphs,
         )
 
-    def _context(self, role: str, frame_shape: tuple[int, ...]):
+    def _context(self, role: str, frame_shape: tuple[int, ...]) -> trt.IExecutionContext:
         key = (role, frame_shape if self.steps.cuda_graphs else None)
         ctx = self._contexts.get(key)
         if ctx is None:
@@ -79,7 +97,8 @@ class TensorRTBackend(ResidentBackend):
             ctx.set_input_shape(name, tuple(x.shape))
             ctx.set_tensor_address(name, x.data_ptr())
         for name, out in outputs.items():
-            shape = tuple(ctx.get_tensor_shape(name))
+            dims = ctx.get_tensor_shape(name)
+            shape = tuple(dims[i] for i in range(len(dims)))
             if shape != tuple(out.shape):
                 raise PahsError(
                     f"expected the {role} engine's {name} to be {tuple(out.shape)} (graph contract), found {shape}; "
