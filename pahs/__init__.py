@@ -3,8 +3,10 @@
 The public Python surface, re-exported from the project's layers (docs/ARCHITECTURE.md):
 
 - the model: :func:`build_model`, :func:`load_model`, :func:`save_checkpoint`, :data:`PRESETS`;
+- :func:`open` -> :class:`Restorer`: restore frames of any size (numpy or torch) or whole videos;
 - the runtime: :func:`open_backend` (an exported engine, or the embedded default) and the bidirectional
-  drivers :func:`restore_stream` (chunked, bounded memory) and :func:`restore_exact` (full sequence);
+  drivers :func:`restore_stream` (chunked, bounded memory) and :func:`restore_exact` (full sequence), which
+  work on padded float tensors;
 - :class:`PahsError`, the one exception a user can cause and fix.
 """
 
@@ -13,6 +15,7 @@ from pahs_export.errors import PahsError
 from pahs_export.presets import DEFAULT_LOOKAHEAD, DEFAULT_PRESET, PRESETS, Preset
 from runtime.driver import DEFAULT_CHUNK, restore_exact, restore_stream
 
+from .api import Restorer, open
 from .defaults import default_artifact, open_backend
 
 __all__ = [
@@ -22,9 +25,11 @@ __all__ = [
     "PRESETS",
     "PahsError",
     "Preset",
+    "Restorer",
     "build_model",
     "default_artifact",
     "load_model",
+    "open",
     "open_backend",
     "restore_exact",
     "restore_stream",

@@ -16,6 +16,7 @@ import torch
 from ..model import PAHS, pad_to_multiple
 from ..presets import DEFAULT_LOOKAHEAD
 from .datasets import find_sequences, read_frame
+from .highfps import heldout_sequences
 from .metrics import psnr, ssim, to_uint8
 from .synth import SynthConfig, make_clip
 
@@ -117,7 +118,13 @@ def evaluate(
 def dataset_sequences(
     root: str, layout: str | None = None, max_frames: int | None = None
 ) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
-    """(name, blurry, sharp) for every sequence of a dataset folder, frames [T,3,H,W] float32 in [0, 1]."""
+    """(name, blurry, sharp) for every sequence of a dataset folder, frames [T,3,H,W] float32 in [0, 1].
+
+    Layout ``x4k`` (high-frame-rate clips): the held-out clips, blurred at each size of the fixed protocol
+    (:mod:`pahs_export.training.highfps`)."""
+    if layout == "x4k":
+        yield from heldout_sequences(root)
+        return
 
     def load(paths) -> torch.Tensor:
         arrays = [read_frame(p) for p in paths[:max_frames]]

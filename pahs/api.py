@@ -1,0 +1,154 @@
+"""The Python API: open an engine once, then restore frames of any size, or whole videos.
+
+```python
+import pahs
+
+restorer = pahs.open()                               # the default weights on the default CPU backend
+for sharp in restorer.restore(frames):               # numpy uint8/uint16 [H,W,3] or float tensors [3,H,W]
+    ...                                              # same type, size and range as what went in
+restorer.restore_video("in.mp4", "out.mp4")          # what `pahs-run in.mp4 -o out.mp4` does
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pahs_export.errors import PahsError
+from pahs_export.model import pad_to_multiple
+from pahs_export.presets import DEFAULT_LOOKAHEAD
+from runtime.backends import Backend
+from runtime.driver import DEFAULT_CHUNK
+from runtime.io import OutputOptions
+from runtime.pipeline import RunOptions, RunSummary, check_options, restore_padded, run_video
+
+from .defaults import open_backend
+
+Frame = np.ndarray | Tensor
+_SCALES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
+class Restorer:
+    """An open engine (:attr:`backend`) and the padding, cropping and conversion around it.
+
+    Frames may be numpy arrays [H, W, 3] RGB (uint8, uint16, or float in [0, 1]) or torch tensors [3, H, W]
+    float in [0, 1], of any size of at least 16x16 (padded to the engine's multiple, cropped back). Each output
+    has the type, size and value range of its input (floats clamped to [0, 1]).
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def __repr__(self) -> str:
+        return f"Restorer({self.backend.describe()})"
+
+    def restore(
+        self, frames: Iterable[Frame], *, lookahead: int | None = DEFAULT_LOOKAHEAD, chunk: int = DEFAULT_CHUNK
+    ) -> Iterator[Frame]:
+        """Restore a sequence of frames, streaming: memory holds ``chunk + lookahead`` frames at most.
+
+        ``lookahead``: future frames every frame sees (None: all of them, the exact full-sequence result, which
+        reads every frame before yielding the first); ``chunk``: frames restored per backward run. The same
+        semantics as `pahs-run --lookahead/--chunk`.
+        """
+        options = RunOptions(lookahead=lookahead, chunk=chunk, progress=False)
+        check_options(options, self.backend, lookahead_given=lookahead != DEFAULT_LOOKAHEAD)
+        kinds: list[tuple[Any, int, int]] = []  # per frame: (type to return, height, width), oldest first
+
+        def padded() -> Iterator[Tensor]:
+            size = None
+            for index, frame in enumerate(frames):
+                x, kind = _to_tensor(frame, index)
+                height, width = x.shape[-2:]
+                if size is None:
+                    size = (height, width)
+                    if min(height, width) < 16:
+                        raise PahsError(f"expected frames of at least 16x16, found {width}x{height}; upscale first")
+                elif (height, width) != size:
+                    raise PahsError(
+                        f"expected every frame to be {size[1]}x{size[0]} like the first, found frame {index} of "
+                        f"{width}x{height}; restore sequences of one size"
+                    )
+                kinds.append((kind, height, width))
+                yield pad_to_multiple(x, self.backend.size_multiple)[0]
+
+        with torch.no_grad():
+            for out in restore_padded(self.backend, padded(), options):
+                kind, height, width = kinds.pop(0)
+                yield _from_tensor(out[:, :height, :width], kind)
+
+    def restore_video(
+        self,
+        src: str | Path,
+        dst: str | Path,
+        *,
+        lookahead: int | None = DEFAULT_LOOKAHEAD,
+        chunk: int = DEFAULT_CHUNK,
+        compare: str | Path | None = None,
+        progress: bool = False,
+        **output: Any,
+    ) -> RunSummary:
+        """Restore the video (or folder of frames) ``src`` into ``dst`` (.mp4/.mov/.mkv, or a folder ending in
+        "/" for PNG frames), as `pahs-run` does. ``output``: encoder settings of
+        :class:`runtime.io.OutputOptions` (``crf``, ``preset``, ``lossless``, ``overwrite``, ``fps``)."""
+        try:
+            encoder = replace(OutputOptions(), **output)
+        except TypeError as e:
+            raise PahsError(f"expected encoder settings of OutputOptions, found {sorted(output)} ({e})") from None
+        options = RunOptions(lookahead=lookahead, chunk=chunk, output=encoder, progress=progress)
+        check_options(options, self.backend, lookahead_given=lookahead != DEFAULT_LOOKAHEAD)
+        source = Path(src)
+        if not source.exists():
+            raise PahsError(f"expected a video file or frame folder, found nothing at {source}; check the path")
+        return run_video(source, str(dst), self.backend, options, None if compare is None else str(compare))
+
+
+def open(  # shadows the builtin on purpose: `pahs.open`, like `av.open`
+    engine: str | Path | None = None, *, backend: str | None = None, device: str | None = None
+) -> Restorer:
+    """Open ``engine`` (an ONNX artifact folder, a TensorRT artifact, a .safetensors checkpoint; None: the
+    default weights) with ``backend`` (torch, onnxruntime, tensorrt; None: the engine's own) on ``device``
+    (cpu, cuda, cuda:N; None: the backend's default). The engine is opened once; reuse the restorer."""
+    return Restorer(open_backend(engine, backend, device=device))
+
+
+def _to_tensor(frame: Frame, index: int) -> tuple[Tensor, Any]:
+    """A frame as float32 [3, H, W] in [0, 1], and what to convert the result back to."""
+    if isinstance(frame, Tensor):
+        if frame.dim() != 3 or frame.shape[0] != 3 or not frame.is_floating_point():
+            raise PahsError(
+                f"expected a float tensor [3, H, W] in [0, 1], found frame {index} of shape {list(frame.shape)} "
+                f"and dtype {frame.dtype}; convert it (e.g. x.permute(2, 0, 1).float() / 255)"
+            )
+        return frame.float(), ("tensor", frame.dtype, frame.device)
+    array = np.asarray(frame)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise PahsError(
+            f"expected an RGB image [H, W, 3], found frame {index} of shape {list(array.shape)}; "
+            "convert gray or RGBA frames to RGB"
+        )
+    if array.dtype in _SCALES:
+        x = array.astype(np.float32) / np.float32(_SCALES[array.dtype])
+    elif np.issubdtype(array.dtype, np.floating):
+        x = array.astype(np.float32)
+    else:
+        raise PahsError(f"expected uint8, uint16 or float frames, found {array.dtype} in frame {index}")
+    return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1), ("numpy", array.dtype, None)
+
+
+def _from_tensor(x: Tensor, kind: Any) -> Frame:
+    library, dtype, device = kind
+    x = x.clamp(0, 1)
+    if library == "tensor":
+        return x.to(device=device, dtype=dtype)
+    image = x.permute(1, 2, 0).float().cpu().numpy()
+    if dtype in _SCALES:
+        return np.rint(image * _SCALES[dtype]).astype(dtype)
+    return image.astype(dtype)
