@@ -16,14 +16,17 @@ The manifest is read in exactly one place, :func:`read_manifest`, which validate
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .contract import PRECISIONS, Geometry, roles_for
+from .contract import PRECISIONS, ROLES, Geometry, roles_for
 from .errors import PahsError
 from .files import file_sha256
+from .presets import PRESETS
 
 MANIFEST = "manifest.json"
 ONNX_FORMAT = "pahs-onnx/1"
@@ -94,60 +97,191 @@ class Manifest:
         return out
 
 
+def _damaged(where: Path, expected: str, found: Any) -> PahsError:
+    """The one-line error of a manifest field that does not hold what it must."""
+    return PahsError(
+        f"expected {expected} in {where}, found {found!r}; the manifest is damaged or hand-edited: export the "
+        "artifact again"
+    )
+
+
 def _field(raw: dict, key: str, kind: type | tuple[type, ...], where: Path) -> Any:
+    """``raw[key]``, which must be present and of ``kind`` (a bool is never taken for an int)."""
     value = raw.get(key)
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-        raise PahsError(
-            f"expected {key!r} to be {names} in {where}, found {value!r}; the manifest is damaged: export it again"
-        )
+        raise _damaged(where, f"{key!r} to be {names}", value)
     return value
 
 
-def manifest_from_json(raw: Any, where: Path) -> Manifest:
-    """Validate a parsed ``manifest.json`` (``where`` names it in errors) into a :class:`Manifest`."""
-    if not isinstance(raw, dict) or raw.get("format") not in FORMATS:
-        found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
-        known = " or ".join(repr(f) for f in FORMATS)
-        raise PahsError(f"expected a manifest of format {known}, found {found!r} in {where}; export again")
-    fmt = raw["format"]
-    direction = raw.get("direction")
-    if direction not in DIRECTIONS:
-        raise PahsError(f"expected 'direction' bidirectional or unidirectional in {where}, found {direction!r}")
-    channels = _field(raw, "channels", dict, where)
-    c, hidden = _field(channels, "c", int, where), _field(channels, "hidden", int, where)
-    mid = channels.get("mid", 2 * c // 3)
-    multiple = _field(raw, "size_multiple", int, where)
-    if min(c, hidden, multiple) <= 0:
+def _positive_int(raw: dict, key: str, where: Path, label: str | None = None) -> int:
+    """``raw[key]`` as a positive int (JSON's true/false, floats and strings such as "16" are refused)."""
+    value = raw.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise _damaged(where, f"{label or repr(key)} to be a positive integer", value)
+    return value
+
+
+def check_file_name(name: Any, what: str, where: Path) -> str:
+    """``name`` if it is a plain file name (the manifest names files *inside* its folder), else a one-line error.
+
+    Refused: anything but a non-empty string, path separators of any platform (so no absolute paths and no
+    sub-folders), ".", ".." and NUL. Symlinks are judged later, against the folder (:meth:`Artifact.file`).
+    """
+    plain = (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and not any(c in name for c in ("/", "\\", "\0"))
+        and Path(name).name == name
+    )
+    if not plain:
         raise PahsError(
-            f"expected positive channel widths and size_multiple in {where}, found channels {channels} and "
-            f"size_multiple {multiple}; export the artifact again"
+            f"expected {what} to be a plain file name inside the artifact folder in {where}, found {name!r}; "
+            "a manifest may not name files elsewhere: export the artifact again"
+        )
+    return name
+
+
+def _sha256_table(raw: dict, where: Path) -> dict[str, str]:
+    """The ``sha256`` table: plain file names -> 64 lower-case hex digits."""
+    table = _field(raw, "sha256", dict, where)
+    for name, digest in table.items():
+        check_file_name(name, "every key of 'sha256'", where)
+        if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+            raise _damaged(where, f"the sha256 of {name} to be 64 lower-case hex digits", digest)
+    return dict(table)
+
+
+# Optional fields (absent or null: not recorded) -> the JSON type each must have when present.
+_OPTIONAL_TYPES: dict[str, type] = {
+    "opset": int,
+    "precision_details": dict,
+    "calibration": dict,
+    "io": dict,
+    "checkpoint": dict,
+    "versions": dict,
+    "exported_at_size": dict,
+    "device": dict,
+    "profile": dict,
+    "build": dict,
+    "source": dict,
+}
+PROFILE_SIZES = ("min_size", "opt_size", "max_size")  # [width, height] each
+PROFILE_BATCHES = ("min_batch", "opt_batch", "max_batch")
+DEVICE_KEYS = ("tensorrt", "gpu", "compute_capability")
+
+
+def _optional_fields(raw: dict, fmt: str, files: dict[str, str], sha256: dict[str, str], where: Path) -> dict:
+    """The optional fields of ``raw``, type-checked, with the parts the code reads checked deeper."""
+    out: dict[str, Any] = {}
+    for f in fields(Manifest)[7:]:
+        value = raw.get(f.name)
+        if value is None:
+            continue
+        kind = _OPTIONAL_TYPES[f.name]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise _damaged(where, f"{f.name!r} to be {kind.__name__}", value)
+        out[f.name] = value
+    details = out.get("precision_details", {})
+    for role, detail in details.items():
+        if not isinstance(detail, dict) or not isinstance(detail.get("target", ""), str):
+            raise _damaged(where, f"'precision_details' of {role} to be an object (with a string 'target')", detail)
+    checkpoint = out.get("checkpoint", {})
+    for key in ("kind", "path", "file", "sha256"):
+        if key in checkpoint and not isinstance(checkpoint[key], str):
+            raise _damaged(where, f"'checkpoint' {key} to be a string", checkpoint[key])
+    if "file" in checkpoint:  # the weights stored in the folder: loaded by verify and the torch backend
+        check_file_name(checkpoint["file"], "'checkpoint' file", where)
+        if checkpoint["file"] not in sha256:
+            raise _damaged(where, f"a sha256 for the stored checkpoint {checkpoint['file']}", None)
+    if fmt == TENSORRT_FORMAT:  # what the TensorRT backend reads before it deserializes anything
+        device = _field(raw, "device", dict, where)
+        for key in DEVICE_KEYS:
+            if not isinstance(device.get(key), str):
+                raise _damaged(where, f"'device' {key} to be a string", device.get(key))
+        profile = _field(raw, "profile", dict, where)
+        for key, value in profile.items():
+            if key in PROFILE_SIZES:
+                if not (isinstance(value, list) and len(value) == 2):
+                    raise _damaged(where, f"'profile' {key} to be [width, height]", value)
+                for i, label in enumerate(("width", "height")):
+                    _positive_int({key: value[i]}, key, where, f"the {label} of 'profile' {key}")
+            elif key in PROFILE_BATCHES:
+                _positive_int(profile, key, where, f"'profile' {key}")
+            else:
+                raise _damaged(where, f"'profile' keys among {', '.join(PROFILE_SIZES + PROFILE_BATCHES)}", key)
+    return out
+
+
+def manifest_from_json(raw: Any, where: Path) -> Manifest:
+    """Validate a parsed ``manifest.json`` (``where`` names it in errors) into a :class:`Manifest`.
+
+    Every field the code reads is checked here, once, so that nothing downstream meets a wrong type: the
+    format, preset (a known one, with its channel widths), direction, a positive ``size_multiple`` that
+    keeps the preset's rule, the precision, one plain file name per role, and a ``sha256`` table that covers
+    every file pahs loads from the folder (the role files and a stored checkpoint), so no loaded file escapes
+    the hash check.
+    """
+    fmt = raw.get("format") if isinstance(raw, dict) else None
+    if not isinstance(fmt, str) or fmt not in FORMATS:
+        known = " or ".join(repr(f) for f in FORMATS)
+        found = repr(fmt) if isinstance(raw, dict) else f"a JSON {type(raw).__name__} instead of an object"
+        raise PahsError(
+            f"expected a manifest of format {known}, found {found} in {where}; pass a folder written by "
+            "`pahs-export`, or export it again"
+        )
+    preset_name = _field(raw, "preset", str, where)
+    if preset_name not in PRESETS:
+        raise _damaged(where, f"'preset' among {', '.join(PRESETS)}", preset_name)
+    preset = PRESETS[preset_name]
+    direction = raw.get("direction")
+    if not isinstance(direction, str) or direction not in DIRECTIONS:
+        raise PahsError(
+            f"expected 'direction' bidirectional or unidirectional in {where}, found {direction!r}; "
+            "export the artifact again"
+        )
+    channels = _field(raw, "channels", dict, where)
+    c, hidden = _positive_int(channels, "c", where), _positive_int(channels, "hidden", where)
+    mid = _positive_int(channels, "mid", where) if "mid" in channels else preset.mid  # older manifests lack it
+    multiple = _positive_int(raw, "size_multiple", where)
+    if (c, hidden, mid) != (preset.channels, preset.hidden, preset.mid) or multiple % preset.stride:
+        raise PahsError(
+            f"expected channels c={preset.channels}, hidden={preset.hidden}, mid={preset.mid} and a size_multiple "
+            f"that is a multiple of {preset.stride} (preset {preset_name}) in {where}, found c={c}, hidden={hidden}, "
+            f"mid={mid}, size_multiple {multiple}; the manifest does not describe its graphs: export it again"
         )
     precision = raw.get("precision")
-    if precision not in PRECISIONS:
-        raise PahsError(f"expected 'precision' among {', '.join(PRECISIONS)} in {where}, found {precision!r}")
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise PahsError(
+            f"expected 'precision' among {', '.join(PRECISIONS)} in {where}, found {precision!r}; "
+            "export the artifact again"
+        )
     files = _field(raw, FORMATS[fmt], dict, where)
     expected = roles_for(direction == "bidirectional")
     kind = "graphs" if fmt == ONNX_FORMAT else "engines"
-    if sorted(files) != sorted(expected) or not all(isinstance(v, str) for v in files.values()):
+    if sorted(files) != sorted(expected):
         raise PahsError(
             f"expected {kind} {', '.join(expected)} in {where}, found {', '.join(map(str, files)) or 'none'}; "
             "export the artifact again"
         )
-    sha256 = _field(raw, "sha256", dict, where)
-    optional = {}
-    for f in fields(Manifest)[7:]:
-        if f.name in raw:
-            optional[f.name] = raw[f.name]
+    for role, name in files.items():
+        check_file_name(name, f"the {role} {kind[:-1]}", where)
+    sha256 = _sha256_table(raw, where)
+    unhashed = sorted(name for name in files.values() if name not in sha256)
+    if unhashed:
+        raise PahsError(
+            f"expected a sha256 in {where} for every file pahs loads, found none for {', '.join(unhashed)}; "
+            "the manifest was edited: export the artifact again"
+        )
     return Manifest(
         format=fmt,
-        preset=_field(raw, "preset", str, where),
+        preset=preset_name,
         bidirectional=direction == "bidirectional",
         geometry=Geometry(c, hidden, mid, multiple),
         precision=precision,
         files=dict(files),
-        sha256=dict(sha256),
-        **optional,
+        sha256=sha256,
+        **_optional_fields(raw, fmt, files, sha256, where),
     )
 
 
@@ -177,14 +311,19 @@ def write_manifest(folder: Path, manifest: Manifest) -> Path:
 
 @dataclass(frozen=True)
 class Artifact:
-    """An artifact folder with its validated manifest (every file it names is there)."""
+    """An artifact folder with its validated manifest (every file it names is there).
+
+    Load its files through :meth:`verified_bytes` / :meth:`verified_files`: they hash the bytes they return
+    against the manifest, so a backend cannot load a file that was swapped after export, and there is no
+    window between the check and the load.
+    """
 
     path: Path
     manifest: Manifest
 
     @property
     def graphs(self) -> dict[str, Path]:
-        """Role -> path of its graph (ONNX) or engine (TensorRT) file."""
+        """Role -> path of its graph (ONNX) or engine (TensorRT) file (not verified: see :meth:`verified_files`)."""
         return {role: self.path / name for role, name in self.manifest.files.items()}
 
     @property
@@ -203,18 +342,141 @@ class Artifact:
     def geometry(self) -> Geometry:
         return self.manifest.geometry
 
+    @property
+    def kind(self) -> str:
+        """What its role files are: "graph" (ONNX) or "engine" (TensorRT)."""
+        return "engine" if self.manifest.is_tensorrt else "graph"
+
+    @property
+    def remake(self) -> str:
+        """What to do when its files do not match the manifest (the end of a one-line error)."""
+        if self.manifest.is_tensorrt:
+            return "rebuild it with `pahs-export trt` (run only engines you built or trust)"
+        return "export it again"
+
+    def file(self, name: str) -> Path:
+        """The real path of the file ``name`` of this artifact, refused unless it lies inside the folder.
+
+        ``name`` must be a plain file name (the manifest's are, see :func:`check_file_name`) and, symlinks
+        resolved, must stay inside the resolved folder: a link pointing out of the folder is refused.
+        """
+        where = self.path / MANIFEST
+        check_file_name(name, "a file", where)
+        root = self.path.resolve()
+        real = (self.path / name).resolve()
+        if real == root or not real.is_relative_to(root):
+            raise PahsError(
+                f"expected {self.path / name} to be a file inside the artifact folder {root}, found that it "
+                f"resolves to {real} (a symlink out of the folder); copy the file in or export the artifact again"
+            )
+        return real
+
+    def verified_bytes(self, role: str) -> bytes:
+        """The contents of the ``role`` file, after checking them against the manifest's sha256.
+
+        The bytes that were hashed are the bytes returned: hand them to the runtime (ONNX Runtime and
+        TensorRT both load from bytes) rather than the path, so nothing can change the file in between.
+        """
+        name = self.manifest.files[role]
+        digest = self.manifest.sha256.get(name)
+        path = self.file(name)
+        if digest is None:  # read_artifact refuses such manifests; an Artifact built by hand may still have one
+            raise PahsError(
+                f"expected a sha256 in {self.path / MANIFEST} for the {role} {self.kind} {name}, found none; "
+                "export the artifact again"
+            )
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise PahsError(
+                f"could not read the {role} {self.kind} {path} ({e.strerror or e}); check the folder or export "
+                "the artifact again"
+            ) from None
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise PahsError(
+                f"{self.path / name} does not match the sha256 in {MANIFEST} (expected {digest[:12]}…); "
+                f"the artifact was modified: {self.remake}"
+            )
+        return data
+
+    def verified_files(self) -> dict[str, bytes]:
+        """Role -> :meth:`verified_bytes` of its graph or engine, for every role of the artifact."""
+        return {role: self.verified_bytes(role) for role in self.manifest.files}
+
     def check_hashes(self) -> None:
-        """Raise a :class:`PahsError` if a file differs from the sha256 the manifest records."""
+        """Raise a :class:`PahsError` if any file the manifest lists differs from its recorded sha256 (the role
+        files, and also the stored checkpoint and caches; backends verify what they load themselves)."""
         for name, digest in self.manifest.sha256.items():
-            if file_sha256(self.path / name) != digest:
+            path = self.file(name)
+            try:
+                actual = file_sha256(path)
+            except OSError as e:
+                raise PahsError(
+                    f"could not read {path} to check its sha256 ({e.strerror or e}); export the artifact again"
+                ) from None
+            if actual != digest:
                 raise PahsError(
                     f"{self.path / name} does not match the sha256 in {MANIFEST} (expected {digest[:12]}…); "
-                    "the artifact was modified: export it again"
+                    f"the artifact was modified: {self.remake}"
                 )
 
 
+Dims = Sequence[int | str | None]  # a tensor shape as a runtime reports it: ints, named or unknown (None, -1) axes
+
+
+def check_graph_io(
+    graph: str | Path,
+    role: str,
+    geometry: Geometry,
+    inputs: Sequence[tuple[str, Dims]],
+    outputs: Sequence[tuple[str, Dims]],
+) -> None:
+    """Raise a one-line :class:`PahsError` unless a loaded graph or engine has the I/O of the graph contract.
+
+    ``inputs`` / ``outputs``: (name, shape) as the runtime reports them (ONNX Runtime's ``get_inputs()``, a
+    TensorRT engine's tensors). Checked: the names, the rank of each tensor, every fixed axis of the contract
+    (channels) where the graph fixes it too, and that the dynamic axes of the inputs (N, H, W) are not fixed.
+    Negative ints (TensorRT's -1) and None count as dynamic. ``graph`` names the file in the message.
+    """
+    spec = ROLES[role]
+
+    def describe(tensors: Sequence[tuple[str, Dims]]) -> str:
+        return ", ".join(f"{n} [{','.join('?' if d is None else str(d) for d in shape or ())}]" for n, shape in tensors)
+
+    def contract(names: Sequence[str]) -> list[tuple[str, Dims]]:
+        return [(n, geometry.symbolic_shape(n)) for n in names]
+
+    def fits(name: str, shape: Dims, is_input: bool) -> bool:
+        want = geometry.symbolic_shape(name)
+        if shape is None or len(shape) != len(want):  # None: a runtime that knows no rank
+            return False
+        for w, d in zip(want, shape, strict=True):
+            fixed = isinstance(d, int) and d >= 0
+            if isinstance(w, int) and fixed and d != w:
+                return False
+            if isinstance(w, str) and fixed and is_input:  # a graph traced at one size would run at no other
+                return False
+        return True
+
+    for what, names, found, is_input in (
+        ("inputs", spec.inputs, inputs, True),
+        ("outputs", spec.outputs, outputs, False),
+    ):
+        ok = sorted(n for n, _ in found) == sorted(names) and all(fits(n, s, is_input) for n, s in found)
+        if not ok:
+            raise PahsError(
+                f"expected the {role} {graph} to have {what} {describe(contract(names))} (graph contract), found "
+                f"{describe(found) or 'none'}; it was not made by `pahs-export` for this manifest: export the "
+                "artifact again"
+            )
+
+
 def read_artifact(path: str | Path, format: str = ONNX_FORMAT) -> Artifact:
-    """Open an artifact folder (or its manifest.json) of ``format`` and check that its files are there."""
+    """Open an artifact folder (or its manifest.json) of ``format`` and check that its files are there.
+
+    Every file the manifest names must be a regular file inside the folder (after resolving symlinks);
+    the manifest itself was validated by :func:`read_manifest`, including a sha256 for every loaded file.
+    """
     path = Path(path)
     if path.name == MANIFEST:
         path = path.parent
@@ -224,10 +486,10 @@ def read_artifact(path: str | Path, format: str = ONNX_FORMAT) -> Artifact:
             f"expected a manifest of format {format!r}, found {manifest.format!r} in {path / MANIFEST}; "
             f"pass an artifact from `pahs-export {'trt' if format == TENSORRT_FORMAT else 'onnx'}`"
         )
-    kind = "graph" if format == ONNX_FORMAT else "engine"
+    artifact = Artifact(path, manifest)
     for role, name in manifest.files.items():
-        if not (path / name).is_file():
+        if not artifact.file(name).is_file():
             raise PahsError(
-                f"the {role} {kind} {path / name} named in {MANIFEST} is missing; export the artifact again"
+                f"the {role} {artifact.kind} {path / name} named in {MANIFEST} is missing; export the artifact again"
             )
-    return Artifact(path, manifest)
+    return artifact

@@ -42,9 +42,10 @@ class BuildOptions:
 
 
 def engine_from_onnx(
-    onnx_path: Path, role: str, geometry: Geometry, options: BuildOptions, cache: trt.ITimingCache
+    onnx: bytes, role: str, geometry: Geometry, options: BuildOptions, cache: trt.ITimingCache, name: str = ""
 ) -> bytes:
-    """Build one serialized engine from one ONNX graph, with the profile over N/H/W."""
+    """Build one serialized engine from one serialized ONNX graph (``name`` for messages), with the profile over
+    N/H/W."""
     require_tensorrt()
     import tensorrt as trt
 
@@ -55,9 +56,9 @@ def engine_from_onnx(
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
+    if not parser.parse(onnx):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise PahsError(f"TensorRT could not parse {onnx_path}: {errors}; check the TensorRT version (10+)")
+        raise PahsError(f"TensorRT could not parse {name or role}: {errors}; check the TensorRT version (10+)")
     config = builder.create_builder_config()
     if hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)  # FP32 engines must match FP32 references
@@ -141,7 +142,7 @@ def trt_artifact_from_onnx(
         engines, timings = {}, {}
         for role, path in art.graphs.items():
             started = time.monotonic()
-            engine = engine_from_onnx(path, role, art.geometry, options, cache)
+            engine = engine_from_onnx(art.verified_bytes(role), role, art.geometry, options, cache, str(path))
             engines[role] = f"{role}.plan"
             (tmp / engines[role]).write_bytes(engine)
             timings[role] = round(time.monotonic() - started, 1)

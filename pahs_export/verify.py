@@ -10,10 +10,9 @@ This module is in the top layer: it drives the runtime's loop over exported arti
 
 from __future__ import annotations
 
-import itertools
 import math
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +20,8 @@ import torch
 
 from runtime.backends import Backend
 from runtime.backends.ort_backend import OnnxRuntimeBackend
-from runtime.io import open_input
 from runtime.loop import restore_clip
-from runtime.pipeline import RunOptions, check_size, pad_frame, restore_padded
+from runtime.pipeline import RunOptions, verify_frames
 
 from .artifact import Artifact
 from .contract import ROLES
@@ -177,10 +175,10 @@ def reference_evaluator_check(artifact: Artifact, model: PAHS, height: int = 32,
     from onnx.reference import ReferenceEvaluator
 
     errors = {}
-    for role, path in artifact.graphs.items():
+    for role in artifact.manifest.files:
         spec = ROLES[role]
         inputs = example_inputs(model, role, 1, height, width)
-        evaluator = ReferenceEvaluator(str(path))
+        evaluator = ReferenceEvaluator(artifact.verified_bytes(role))  # the bytes whose sha256 was checked
         got = evaluator.run(None, {n: x.numpy() for n, x in zip(spec.inputs, inputs, strict=True)})
         with torch.no_grad():
             want = getattr(model, spec.method)(*inputs)
@@ -242,6 +240,16 @@ def default_frames(precision: str) -> int:
     return DEFAULT_FRAMES.get(precision, DEFAULT_REDUCED_FRAMES)
 
 
+def check_frame_count(frames: int | None, option: str, hint: str) -> None:
+    """Raise a one-line :class:`PahsError` unless ``frames`` is None (the default) or at least 1.
+
+    ``option`` names the flag (e.g. "--frames"), ``hint`` says what leaving it out does. Call it before any
+    work, so that a bad count is refused at once rather than after the engines are loaded.
+    """
+    if frames is not None and (isinstance(frames, bool) or not isinstance(frames, int) or frames < 1):
+        raise PahsError(f"expected {option} N with N at least 1, found {frames}; pass a positive count or {hint}")
+
+
 def verify_artifact(
     artifact: Artifact,
     frames: int | None = None,
@@ -251,13 +259,12 @@ def verify_artifact(
     """`pahs-export verify`: ONNX Runtime (CPU) over held-out clips of ``sizes`` (None: :data:`DEFAULT_SIZES`)
     of ``frames`` frames each (None: :func:`default_frames`), every frame against the FP32 PyTorch model
     the artifact was exported from (or ``checkpoint``); for FP32 also one step per graph in onnx.reference."""
-    artifact.check_hashes()
+    check_frame_count(frames, "--frames", f"leave it out for {default_frames(artifact.precision)}")
     sizes = list(sizes or DEFAULT_SIZES)
     for w, h in sizes:
         artifact.geometry.check_size(w, h, "verification sizes")
+    artifact.check_hashes()  # the stored checkpoint too, which the reference is built from
     n_frames = default_frames(artifact.precision) if frames is None else frames
-    if n_frames < 1:
-        raise PahsError(f"expected --frames of at least 1, found {n_frames}")
     model = reference_model(artifact, checkpoint)
     backend = OnnxRuntimeBackend(artifact)
     tolerance = TOLERANCES[artifact.precision]
@@ -281,20 +288,12 @@ def verify_video(
 ) -> VideoVerifyResult:
     """Restore the first ``limit`` frames (None: all) of a video with ``backend`` and ``reference`` under the
     same semantics and compare them frame by frame (unclamped, padded float outputs) against the precision's
-    tolerance."""
-    with open_input(source) as reader:
-        info = reader.info
-        check_size(info)
-        images = [f.image for f in itertools.islice(reader, limit)]
-    if not images:
+    tolerance. ``limit`` must be None or at least 1 (`pahs-run` maps a bare ``--verify`` to None)."""
+    check_frame_count(limit, "--verify", "give --verify alone to compare every frame")
+    results = [  # streamed: memory holds chunk + lookahead frames per side, whatever the video's length
+        replace(compare_frames(got[None], want[None])[0], index=index)
+        for index, got, want in verify_frames(source, backend, reference, options, limit)
+    ]
+    if not results:
         raise PahsError(f"expected at least one decodable frame in {source}, found none; check the file")
-    clip = [pad_frame(im, backend.size_multiple) for im in images]
-
-    def run(b: Backend) -> torch.Tensor:
-        outs = restore_padded(b, clip, options)
-        return torch.stack([o[:, : info.height, : info.width].float().cpu() for o in outs])
-
-    with torch.no_grad():
-        got, want = run(backend), run(reference)
-    results = compare_frames(got, want)
     return VideoVerifyResult(results, backend.precision, judge(results, TOLERANCES[backend.precision]))

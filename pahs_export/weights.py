@@ -62,26 +62,34 @@ def resolve_model(
 
 
 def reference_checkpoint(artifact: Artifact, override: str | Path | None = None) -> Path:
-    """The checkpoint an artifact was exported from, found again and checked by sha256."""
+    """The checkpoint an artifact was exported from, found again and checked by sha256 (``override``: the
+    user's own choice, taken as given)."""
     if override is not None:
         return Path(override)
     source = artifact.manifest.checkpoint or {}
-    if "file" in source:
-        return artifact.path / source["file"]
-    if source.get("kind") == "default":
-        path = WEIGHTS_DIR / Path(source.get("path") or f"{artifact.preset}.safetensors").name
+    if "file" in source:  # stored in the folder: the manifest's sha256 table covers it (read_manifest checks)
+        path = artifact.file(source["file"])
+        expected = artifact.manifest.sha256.get(source["file"])
     else:
-        path = Path(source.get("path", ""))
+        path = _external_checkpoint(artifact, source)
+        expected = source.get("sha256")
     if not path.is_file():
         raise PahsError(
             f"expected the checkpoint the artifact was exported from at {path}, found nothing; pass --checkpoint PATH"
         )
-    if file_sha256(path) != source.get("sha256"):
+    if file_sha256(path) != expected:
         raise PahsError(
             f"the checkpoint at {path} is not the one the artifact was exported from (sha256 differs); "
             "pass the right file with --checkpoint or export again"
         )
     return path
+
+
+def _external_checkpoint(artifact: Artifact, source: dict[str, Any]) -> Path:
+    """Where the manifest says the weights of ``artifact`` live outside it (shipped default, or a file)."""
+    if source.get("kind") == "default":  # the package's own copy, wherever the package is installed now
+        return WEIGHTS_DIR / Path(source.get("path") or f"{artifact.preset}.safetensors").name
+    return Path(source.get("path", ""))
 
 
 def reference_model(artifact: Artifact, override: str | Path | None = None) -> PAHS:

@@ -13,6 +13,12 @@ Semantics (bidirectional, lookahead N, chunk K):
 :func:`restore_exact` does it in bounded memory by spilling the decoded frames to a temporary file, running
 the backward pass once while keeping its state every K frames (also on disk), then running the forward pass
 and recomputing the backward features chunk by chunk from those checkpoints (2 backward steps per frame).
+The spill folder (``pahs-spill-<pid>-<host>-XXXX``) is written with plain file writes, so a full disk is an
+error (a one-line :class:`PahsError` naming the folder) rather than the SIGBUS a memory map gets; it is removed
+on every way out, and one left by a killed run is swept by the next :func:`restore_exact` in the same folder.
+
+Both drivers call ``poll()`` before every backend step when given one: the pipeline passes a check of the
+interruption flag there, so a signal is acted on within one step.
 
 The online (unidirectional) model needs none of this: one step per frame, one frame of latency.
 Frames here are torch tensors [3, H, W] float32 in [0, 1] with H, W multiples of the backend's
@@ -21,31 +27,49 @@ Frames here are torch tensors [3, H, W] float32 in [0, 1] with H, W multiples of
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from pahs_export.errors import PahsError
+from pahs_export.files import disk_error, is_disk_error, owner_tag, stale
 from pahs_export.presets import DEFAULT_LOOKAHEAD
 
 from .backends import Backend
 
 DEFAULT_CHUNK = 32  # frames restored per backward run: backward cost (32+19)/32 = 1.59 steps per frame
+SPILL_PREFIX = "pahs-spill-"  # + "<pid>-<host>-XXXX": the --lookahead all spill folder
+SPILL_BYTES_PER_VALUE = 2  # uint16 per colour value on disk
+
+Poll = Callable[[], None]
+
+
+def _no_poll() -> None:
+    pass
 
 
 def restore_stream(
-    backend: Backend, frames: Iterable[Tensor], lookahead: int = DEFAULT_LOOKAHEAD, chunk: int = DEFAULT_CHUNK
+    backend: Backend,
+    frames: Iterable[Tensor],
+    lookahead: int = DEFAULT_LOOKAHEAD,
+    chunk: int = DEFAULT_CHUNK,
+    poll: Poll | None = None,
 ) -> Iterator[Tensor]:
     """Restore frames as they stream in; yields restored [3,H,W] tensors in order (on ``backend.device``).
 
     Bidirectional backends follow the chunked semantics of the module docstring; online ones step per frame.
+    ``poll()`` is called before every backend step (it may raise to stop).
     """
+    poll = poll or _no_poll
     if not backend.bidirectional:
-        yield from _online(backend, frames)
+        yield from _online(backend, frames, poll)
         return
     assert lookahead >= 0 and chunk >= 1
     pending: deque[Tensor] = deque()  # frames not yet restored, oldest first; index of pending[0] is `first`
@@ -54,6 +78,7 @@ def restore_stream(
     state = None
     total = 0
     for frame in frames:
+        poll()
         x = backend.upload(frame[None])
         if state is None:
             state = backend.initial_state(x)
@@ -62,37 +87,46 @@ def restore_stream(
         fwd.append(state[1])
         total += 1
         if total >= first + chunk + lookahead:  # chunk [first, first+K) has its N future frames
-            yield from _restore_chunk(backend, pending, fwd, chunk, end=chunk - 1 + lookahead)
+            yield from _restore_chunk(backend, pending, fwd, chunk, chunk - 1 + lookahead, poll)
             first += chunk
     while pending:  # the end of the video: later chunks see fewer future frames
-        yield from _restore_chunk(backend, pending, fwd, min(chunk, len(pending)), end=len(pending) - 1)
+        yield from _restore_chunk(backend, pending, fwd, min(chunk, len(pending)), len(pending) - 1, poll)
 
 
 def _backward_run(
-    backend: Backend, frames: Sequence[Tensor], keep: int, state: tuple[Tensor, Tensor] | None = None
+    backend: Backend,
+    frames: Sequence[Tensor],
+    keep: int,
+    state: tuple[Tensor, Tensor] | None = None,
+    poll: Poll = _no_poll,
 ) -> list[Tensor]:
     """The backward direction from ``frames[-1]`` down to ``frames[0]``, starting from ``state`` (zeros when
     None); returns the backward features of ``frames[:keep]``, in frame order."""
     h, feat = state if state is not None else backend.initial_state(frames[0])
     bwd: list[Tensor] = [None] * keep  # type: ignore[list-item]
     for i in range(len(frames) - 1, -1, -1):
+        poll()
         h, feat = backend.backward_step(frames[i], h, feat)
         if i < keep:
             bwd[i] = feat
     return bwd
 
 
-def _restore_chunk(backend: Backend, pending: deque, fwd: deque, k: int, end: int) -> Iterator[Tensor]:
+def _restore_chunk(
+    backend: Backend, pending: deque, fwd: deque, k: int, end: int, poll: Poll = _no_poll
+) -> Iterator[Tensor]:
     """Backward from zero state at pending[end] down to pending[0]; restore and drop the first ``k`` frames."""
-    bwd = _backward_run(backend, [pending[i] for i in range(end + 1)], k)
+    bwd = _backward_run(backend, [pending[i] for i in range(end + 1)], k, None, poll)
     for i in range(k):
         x, f = pending.popleft(), fwd.popleft()
+        poll()
         yield backend.fuse(x, f, bwd[i])[0]
 
 
-def _online(backend: Backend, frames: Iterable[Tensor]) -> Iterator[Tensor]:
+def _online(backend: Backend, frames: Iterable[Tensor], poll: Poll = _no_poll) -> Iterator[Tensor]:
     state = None
     for frame in frames:
+        poll()
         x = backend.upload(frame[None])
         if state is None:
             state = backend.initial_state(x)
@@ -101,36 +135,60 @@ def _online(backend: Backend, frames: Iterable[Tensor]) -> Iterator[Tensor]:
 
 
 class SpilledFrames:
-    """Frames [3,H,W] kept on disk (a memory map in ``folder``) for random access in two passes.
+    """Frames [3,H,W] kept in one file in ``folder`` for random access in two passes.
 
     Stored as uint16 n with value n/65535: exact for what the video reader produces (8-bit k/255 is
     257k/65535, 16-bit n/65535), so the result equals the in-memory computation bit for bit; 2 bytes per
-    value on disk.
+    value on disk. Written with plain writes and read back with ``pread``: a full disk raises OSError at the
+    write (a sparse memory map would take the process down with SIGBUS when the page is touched).
     """
 
-    def __init__(self, folder: Path, shape: tuple[int, int, int], capacity: int = 64) -> None:
+    def __init__(self, folder: Path, shape: tuple[int, int, int]) -> None:
         self.folder, self.shape, self.count = folder, shape, 0
-        self._capacity = capacity
-        self._map = self._open(capacity)
-
-    def _open(self, capacity: int) -> np.memmap:
-        return np.lib.format.open_memmap(
-            self.folder / f"frames-{capacity}.npy", mode="w+", dtype=np.uint16, shape=(capacity, *self.shape)
-        )
+        self.path = folder / "frames.u16"
+        self._bytes = int(np.prod(shape)) * SPILL_BYTES_PER_VALUE
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
 
     def append(self, frame: Tensor) -> None:
-        if self.count == self._capacity:  # grow geometrically by copying into a larger map
-            bigger = self._open(self._capacity * 2)
-            bigger[: self.count] = self._map[: self.count]
-            old = self._map.filename
-            del self._map
-            Path(old).unlink()
-            self._map, self._capacity = bigger, self._capacity * 2
-        self._map[self.count] = np.rint(frame.cpu().numpy() * 65535.0).astype(np.uint16)
+        data = memoryview(np.rint(frame.cpu().numpy() * 65535.0).astype(np.uint16).tobytes())
+        offset = self.count * self._bytes
+        while data:  # a short write happens when the disk is nearly full; the next one raises ENOSPC
+            n = os.pwrite(self._fd, data, offset)
+            data, offset = data[n:], offset + n
         self.count += 1
 
     def __getitem__(self, index: int) -> Tensor:
-        return torch.from_numpy(self._map[index].astype(np.float32) / np.float32(65535.0))
+        assert 0 <= index < self.count
+        raw = os.pread(self._fd, self._bytes, index * self._bytes)
+        assert len(raw) == self._bytes, "the spill file is shorter than what was written"
+        values = np.frombuffer(raw, dtype=np.uint16).reshape(self.shape)
+        return torch.from_numpy(values.astype(np.float32) / np.float32(65535.0))
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def sweep_spills(folder: str | Path | None) -> None:
+    """Remove spill folders that killed runs left in ``folder`` (default: the system temporary folder)."""
+    import shutil
+
+    root = Path(folder) if folder is not None else Path(tempfile.gettempdir())
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    for name in names:
+        if stale(name, SPILL_PREFIX):
+            shutil.rmtree(root / name, ignore_errors=True)
+
+
+def _spill_error(e: OSError, where: Path) -> PahsError:
+    return disk_error(
+        e, "the --lookahead all spill (2 bytes per colour value per frame)", where,
+        "pass --spill-dir with a folder on a disk with room, or give --lookahead a number",
+    )  # fmt: skip
 
 
 def restore_exact(
@@ -139,51 +197,118 @@ def restore_exact(
     chunk: int = DEFAULT_CHUNK,
     spill_dir: str | Path | None = None,
     on_backward: Callable[[int], None] | None = None,
-) -> Iterator[Tensor]:
+    poll: Poll | None = None,
+    with_inputs: bool = False,
+) -> Iterator[Any]:
     """The exact full-sequence bidirectional result (``lookahead=None``) in bounded memory.
 
-    Consumes ``frames`` completely first (spilling them to a temporary file under ``spill_dir`` and running
-    the backward pass over them from the end, keeping the backward state every ``chunk`` frames), then
-    yields restored frames in order. ``on_backward(i)`` is called after each backward step (progress).
+    Consumes ``frames`` completely first (spilling them to a temporary folder under ``spill_dir``, default
+    the system temporary folder, and running the backward pass over them from the end, keeping the backward
+    state every ``chunk`` frames), then yields restored frames in order; with ``with_inputs``, pairs of
+    (input frame [3,H,W] on the CPU, read back from the spill; restored frame), so that a caller need not
+    keep the whole video to show input beside output. ``on_backward(i)`` is called after each backward
+    step (progress), ``poll()`` before every backend step. A disk error while spilling is a one-line
+    :class:`PahsError`; the folder is removed however the generator ends (exhausted, closed, an error).
     """
+    poll = poll or _no_poll
     if not backend.bidirectional:
-        yield from _online(backend, frames)
-        return
-    with tempfile.TemporaryDirectory(prefix="pahs-spill-", dir=spill_dir) as tmp:
-        folder = Path(tmp)
-        store: SpilledFrames | None = None
-        for frame in frames:
-            if store is None:
-                store = SpilledFrames(folder, tuple(frame.shape))
-            store.append(frame)
-        if store is None:
+        if not with_inputs:
+            yield from _online(backend, frames, poll)
             return
-        total = store.count
-        # Backward pass once over everything; the state *entering* chunk j (after frame (j+1)K) is saved.
-        x0 = backend.upload(store[0][None])
-        h, feat = backend.initial_state(x0)
-        entering: dict[int, Path] = {}
-        last_chunk = (total - 1) // chunk
-        for t in range(total - 1, -1, -1):
-            if t % chunk == chunk - 1 or t == total - 1:
-                j = t // chunk
-                if j < last_chunk:
-                    path = folder / f"state-{j}.pt"
-                    torch.save({"h": h.cpu(), "feat": feat.cpu()}, path)
-                    entering[j] = path
-            h, feat = backend.backward_step(backend.upload(store[t][None]), h, feat)
-            if on_backward:
-                on_backward(t)
-        # Forward pass with the backward features recomputed per chunk from the saved states.
-        fstate = backend.initial_state(x0)
-        for j in range(last_chunk + 1):
-            lo, hi = j * chunk, min(total, (j + 1) * chunk)
-            state = None
-            if j in entering:
-                saved = torch.load(entering[j], weights_only=True)
-                state = saved["h"].to(backend.device), saved["feat"].to(backend.device)
-            xs = [backend.upload(store[t][None]) for t in range(lo, hi)]
-            bwd = _backward_run(backend, xs, len(xs), state)
-            for i, x in enumerate(xs):
-                fstate = backend.forward_step(x, *fstate)
-                yield backend.fuse(x, fstate[1], bwd[i])[0]
+        kept: deque[Tensor] = deque()  # one frame: the online model has no latency
+
+        def keep(it: Iterable[Tensor]) -> Iterator[Tensor]:
+            for f in it:
+                kept.append(f)
+                yield f
+
+        for out in _online(backend, keep(frames), poll):
+            yield kept.popleft().cpu(), out
+        return
+    sweep_spills(spill_dir)
+    root = (Path(spill_dir) if spill_dir is not None else Path(tempfile.gettempdir())).absolute()
+    try:
+        tmp = tempfile.TemporaryDirectory(prefix=f"{SPILL_PREFIX}{owner_tag()}-", dir=spill_dir)
+    except OSError as e:
+        if is_disk_error(e) or isinstance(e, (FileNotFoundError, NotADirectoryError)):
+            raise _spill_error(e, root) from e
+        raise
+    with tmp:
+        folder = Path(tmp.name)
+        store: SpilledFrames | None = None
+        try:
+            for frame in frames:
+                if store is None:
+                    store = SpilledFrames(folder, tuple(frame.shape))
+                store.append(frame)
+            if store is None:
+                return
+            yield from _exact_passes(backend, store, chunk, on_backward, poll, with_inputs)
+        except OSError as e:
+            if is_disk_error(e):
+                raise _spill_error(e, root) from e
+            raise
+        finally:
+            if store is not None:
+                store.close()
+
+
+def _save_state(path: Path, h: Tensor, feat: Tensor) -> Path:
+    """The raw bytes of a backward state, with plain writes (a full disk raises OSError; torch.save would
+    raise a RuntimeError from its zip writer)."""
+    with open(path, "wb") as f:
+        for t in (h, feat):
+            f.write(t.detach().cpu().contiguous().numpy().tobytes())
+    return path
+
+
+def _load_state(path: Path, h: Tensor, feat: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Read back a state saved by :func:`_save_state`; ``h`` and ``feat`` give the shapes and dtypes."""
+    raw, out, offset = path.read_bytes(), [], 0
+    for like in (h, feat):
+        dtype = torch.empty(0, dtype=like.dtype).numpy().dtype
+        array = np.frombuffer(raw, dtype=dtype, count=like.numel(), offset=offset)
+        out.append(torch.from_numpy(array.reshape(tuple(like.shape)).copy()).to(device))
+        offset += array.nbytes
+    return out[0], out[1]
+
+
+def _exact_passes(
+    backend: Backend,
+    store: SpilledFrames,
+    chunk: int,
+    on_backward: Callable[[int], None] | None,
+    poll: Poll,
+    with_inputs: bool,
+) -> Iterator[Any]:
+    """:func:`restore_exact` once the frames are spilled: the backward pass, then the forward pass."""
+    total, folder = store.count, store.folder
+    # Backward pass once over everything; the state *entering* chunk j (after frame (j+1)K) is saved.
+    x0 = backend.upload(store[0][None])
+    h, feat = backend.initial_state(x0)
+    entering: dict[int, Path] = {}
+    last_chunk = (total - 1) // chunk
+    for t in range(total - 1, -1, -1):
+        if t % chunk == chunk - 1 or t == total - 1:
+            j = t // chunk
+            if j < last_chunk:
+                entering[j] = _save_state(folder / f"state-{j}.bin", h, feat)
+        poll()
+        h, feat = backend.backward_step(backend.upload(store[t][None]), h, feat)
+        if on_backward:
+            on_backward(t)
+    # Forward pass with the backward features recomputed per chunk from the saved states.
+    fstate = backend.initial_state(x0)
+    for j in range(last_chunk + 1):
+        lo, hi = j * chunk, min(total, (j + 1) * chunk)
+        state = None
+        if j in entering:
+            state = _load_state(entering[j], h, feat, backend.device)
+        cpu = [store[t] for t in range(lo, hi)]
+        xs = [backend.upload(c[None]) for c in cpu]
+        bwd = _backward_run(backend, xs, len(xs), state, poll)
+        for i, x in enumerate(xs):
+            poll()
+            fstate = backend.forward_step(x, *fstate)
+            restored = backend.fuse(x, fstate[1], bwd[i])[0]
+            yield (cpu[i], restored) if with_inputs else restored

@@ -1,4 +1,9 @@
-"""ONNX Runtime backend over an exported artifact (CPU provider; CUDA provider with onnxruntime-gpu)."""
+"""ONNX Runtime backend over an exported artifact (CPU provider; CUDA provider with onnxruntime-gpu).
+
+Sessions are made from the bytes :meth:`~pahs_export.artifact.Artifact.verified_bytes` returns, never from
+paths: every graph is checked against the manifest's sha256 as it is loaded, and each session's inputs and
+outputs against the graph contract before it runs.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pahs_export.artifact import Artifact
+from pahs_export.artifact import Artifact, check_graph_io
 from pahs_export.contract import ROLES
 from pahs_export.errors import PahsError
 
@@ -24,7 +29,10 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
 
         if device not in PROVIDERS:
-            raise PahsError(f"expected device cpu or cuda for onnxruntime, found {device!r}")
+            raise PahsError(
+                f"expected --device cpu or cuda for onnxruntime, found {device!r}; pass one of them (onnxruntime "
+                "picks the GPU itself)"
+            )
         missing = set(PROVIDERS[device]) - set(ort.get_available_providers())
         if missing:
             raise PahsError(
@@ -37,10 +45,17 @@ class OnnxRuntimeBackend(Backend):
         if threads:
             options.intra_op_num_threads = threads
         self.artifact = artifact
-        self.sessions = {
-            role: ort.InferenceSession(str(path), options, providers=PROVIDERS[device])
-            for role, path in artifact.graphs.items()
-        }
+        self.sessions = {}
+        for role in artifact.manifest.files:
+            session = _session(ort, artifact, role, options, PROVIDERS[device])
+            check_graph_io(
+                artifact.graphs[role],
+                role,
+                artifact.geometry,
+                [(i.name, i.shape) for i in session.get_inputs()],
+                [(o.name, o.shape) for o in session.get_outputs()],
+            )
+            self.sessions[role] = session
         self.bidirectional = artifact.bidirectional
         self.precision = artifact.precision
         self.geometry = artifact.geometry
@@ -58,3 +73,18 @@ class OnnxRuntimeBackend(Backend):
         }
         outs = self.sessions[role].run(list(spec.outputs), feed)
         return tuple(torch.from_numpy(np.asarray(o, dtype=np.float32)) for o in outs)
+
+
+def _session(ort, artifact: Artifact, role: str, options, providers: list[str]):
+    """An InferenceSession over the verified bytes of the ``role`` graph (one line if ONNX Runtime refuses it)."""
+    data = artifact.verified_bytes(role)
+    try:
+        return ort.InferenceSession(data, options, providers=providers)
+    except Exception as e:
+        if not type(e).__module__.startswith("onnxruntime"):  # only ONNX Runtime's own refusals are the user's
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise PahsError(
+            f"expected an ONNX graph ONNX Runtime can load in {artifact.graphs[role]}, found one it refuses "
+            f"({first[:200]}); export the artifact again"
+        ) from None

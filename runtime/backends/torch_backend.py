@@ -7,10 +7,14 @@ import contextlib
 import torch
 from torch import Tensor
 
+from pahs_export.checkpoint import parse_device
 from pahs_export.contract import ROLES
+from pahs_export.errors import PahsError
 from pahs_export.model import PAHS
 
 from .resident import ResidentBackend, ResidentSteps
+
+AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class TorchBackend(ResidentBackend):
@@ -32,13 +36,16 @@ class TorchBackend(ResidentBackend):
         autocast: str | None = None,
         cuda_graphs: bool = False,
     ) -> None:
-        self.device = torch.device(device)
+        # One line, not a CUDA initialisation traceback, when the device is unknown or not usable here.
+        self.device = parse_device(device)
+        if autocast not in (None, *AUTOCAST_DTYPES):
+            raise PahsError(f"expected autocast {' or '.join(AUTOCAST_DTYPES)}, found {autocast!r}; pass one of them")
         self.precision = autocast or "fp32"
         self._autocast = (
             # No weight-cast cache under graph capture: a cached cast would be freed memory at replay.
             torch.autocast(
                 self.device.type,
-                dtype={"fp16": torch.float16, "bf16": torch.bfloat16}[autocast],
+                dtype=AUTOCAST_DTYPES[autocast],
                 cache_enabled=not cuda_graphs,
             )
             if autocast

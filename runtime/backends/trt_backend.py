@@ -19,14 +19,14 @@ executed against a real TensorRT here (see docs/TENSORRT.md).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from pahs_export.artifact import TENSORRT_FORMAT, read_artifact
+from pahs_export.artifact import TENSORRT_FORMAT, check_graph_io, read_artifact
+from pahs_export.checkpoint import parse_device
 from pahs_export.errors import PahsError
 from pahs_export.tensorrt_artifact import check_compatible, check_in_profile, current_device, require_tensorrt
 
@@ -37,6 +37,11 @@ if TYPE_CHECKING:
     import tensorrt as trt
 
 _DTYPES = {"FLOAT": torch.float32, "HALF": torch.float16}
+
+
+def _dims(dims: trt.Dims) -> tuple[int, ...]:
+    """A TensorRT shape as a tuple (Dims is indexable; its stubs do not declare iteration)."""
+    return tuple(dims[i] for i in range(len(dims)))
 
 
 class TensorRTBackend(ResidentBackend):
@@ -51,28 +56,27 @@ class TensorRTBackend(ResidentBackend):
         artifact = read_artifact(path, TENSORRT_FORMAT)
         self.manifest = artifact.manifest
         check_compatible(self.manifest, current_device())
-        self.device = torch.device(device)
+        self.device = parse_device(device)
         self.bidirectional = artifact.bidirectional
         self.precision = artifact.precision
         self.geometry = artifact.geometry
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         # A plan can carry host code (plugins, lean runtimes) that deserializing would run: refuse it explicitly
-        # (the default, but stated), and load only bytes whose sha256 the manifest records.
-        if hasattr(runtime, "engine_host_code_allowed"):  # TensorRT 10.x before 10.? lacks the property
+        # (the default, but stated), and deserialize only the bytes whose sha256 the manifest records.
+        if hasattr(runtime, "engine_host_code_allowed"):  # TensorRT 10 before 10.x's property: default refuses
             runtime.engine_host_code_allowed = False
         self.engines: dict[str, trt.ICudaEngine] = {}
         for role, engine_path in artifact.graphs.items():
-            data = engine_path.read_bytes()
-            expected = self.manifest.sha256.get(engine_path.name)
-            if hashlib.sha256(data).hexdigest() != expected:
-                raise PahsError(
-                    f"expected {engine_path} to match the sha256 in its manifest, found other contents; the engines "
-                    "were modified: rebuild them with `pahs-export trt` (run only plans you built or trust)"
-                )
-            engine = runtime.deserialize_cuda_engine(data)
+            engine = runtime.deserialize_cuda_engine(artifact.verified_bytes(role))
             if engine is None:
                 raise PahsError(f"TensorRT could not load {engine_path}; rebuild it with `pahs-export trt`")
             self.engines[role] = engine
+            names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+            io = {
+                mode: [(n, _dims(engine.get_tensor_shape(n))) for n in names if engine.get_tensor_mode(n) == mode]
+                for mode in (trt.TensorIOMode.INPUT, trt.TensorIOMode.OUTPUT)
+            }
+            check_graph_io(engine_path, role, self.geometry, io[trt.TensorIOMode.INPUT], io[trt.TensorIOMode.OUTPUT])
         # Execution contexts by (role, frame shape); eager steps use the role's first one for every shape.
         self._contexts: dict[tuple, trt.IExecutionContext] = {}
         self._checked: set[tuple[int, ...]] = set()
@@ -97,8 +101,7 @@ class TensorRTBackend(ResidentBackend):
             ctx.set_input_shape(name, tuple(x.shape))
             ctx.set_tensor_address(name, x.data_ptr())
         for name, out in outputs.items():
-            dims = ctx.get_tensor_shape(name)
-            shape = tuple(dims[i] for i in range(len(dims)))
+            shape = _dims(ctx.get_tensor_shape(name))
             if shape != tuple(out.shape):
                 raise PahsError(
                     f"expected the {role} engine's {name} to be {tuple(out.shape)} (graph contract), found {shape}; "

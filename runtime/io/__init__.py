@@ -6,12 +6,21 @@ damaged file is restored as far as it decodes, with a warning (:mod:`.reading`);
 FFV1/libx264rgb) .mp4/.mov/.mkv files keeping the source's size, timestamps, colour tags and audio, or folders
 of 8/16-bit PNGs (:mod:`.encoding`); they are written under a temporary name and renamed when complete, so a
 failed or interrupted run leaves nothing (:mod:`.writing`); decoding and encoding can run in threads beside
-the caller's work (:mod:`.threads`). Each module's docstring lists its decisions.
+the caller's work, and termination signals are a flag checked at safe points (:mod:`.threads`). Each module's
+docstring lists its decisions.
 """
 
 from .encoding import FOLDER_FPS, VIDEO_FORMATS, X264_PRESETS, OutputOptions
 from .reading import IMAGE_SUFFIXES, Frame, FrameReader, VideoInfo, open_input, orient
-from .threads import BackgroundWriter, Prefetcher, install_termination_handler
+from .threads import (
+    BackgroundWriter,
+    Interrupted,
+    Prefetcher,
+    check_interrupted,
+    interrupted,
+    signal_name,
+    termination_handlers,
+)
 from .writing import FrameWriter, open_output, output_is_folder
 
 __all__ = [
@@ -23,12 +32,16 @@ __all__ = [
     "Frame",
     "FrameReader",
     "FrameWriter",
+    "Interrupted",
     "OutputOptions",
     "Prefetcher",
     "VideoInfo",
-    "install_termination_handler",
+    "check_interrupted",
+    "interrupted",
     "open_input",
     "open_output",
     "orient",
     "output_is_folder",
+    "signal_name",
+    "termination_handlers",
 ]

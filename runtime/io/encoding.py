@@ -28,7 +28,9 @@ Decisions:
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
@@ -113,6 +115,7 @@ class _VideoSink:
         self._step = max(1, round(1 / (Fraction(rate) * self.time_base)))  # one frame in output ticks
         self._last: int | None = None
         mux_options = {"movflags": "+faststart", "video_track_timescale": str(tb.denominator)}
+        self._path = path
         self._out = av.open(str(path), "w", format=muxer, options=mux_options if muxer != "matroska" else {})
         try:
             self._setup(av, muxer, info, Fraction(rate), source, options)
@@ -270,9 +273,30 @@ class _VideoSink:
             self._out.close()
         except Exception:  # half-written; the file is deleted anyway
             pass
+        _close_leaked(self._path)
         self._close_source()
 
     def _close_source(self) -> None:
         if self._src is not None:
             self._src.close()
             self._src = None
+
+
+def _close_leaked(path: Path) -> None:
+    """Close the descriptors this process still holds on ``path`` (Linux; elsewhere nothing happens).
+
+    When writing the header fails (a full disk at the first frame), PyAV 18 marks the output as never started
+    and so never closes the file it opened: the descriptor would keep the deleted temporary's blocks allocated
+    (the disk stays full) until the process ends. Nothing uses that descriptor again, so closing it is safe."""
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        return
+    target = os.path.realpath(path)
+    for entry in os.listdir(fds):
+        try:
+            link = os.readlink(fds / entry)
+        except OSError:
+            continue
+        if link in (target, f"{target} (deleted)"):
+            with contextlib.suppress(OSError):
+                os.close(int(entry))

@@ -38,6 +38,7 @@ import numpy as np
 from pahs_export.errors import PahsError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+CLOSE_TIMEOUT = 10.0  # seconds close() waits for a decoding thread to leave FFmpeg
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,7 @@ class FrameReader:
             raise PahsError(f"expected a video stream in {self.path}, found {kinds} streams only; pass a video file")
         stream = streams.video[0]
         stream.thread_type = "AUTO"
+        self._threaded = True  # frame-threaded decoding; a damaged file is decoded again without (_decoded)
         self._stream = stream
         self._skipped = 0  # packets that failed to decode
         self._corrupt = 0  # frames decoded with damage (concealed by FFmpeg)
@@ -217,6 +219,7 @@ class FrameReader:
             self.close()
             raise PahsError(f"expected at least one decodable frame in {self.path}, found none ({why}); check the file")
         self._first = first
+        stream, streams = self._stream, self._container.streams  # a damaged file may have been opened again
         self._expected = self._listed_seconds(stream)
         self._orientation = _frame_orientation(first, dict(stream.metadata))
         depth = max(c.bits for c in first.format.components)
@@ -241,28 +244,99 @@ class FrameReader:
         return int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3]) if m else None
 
     def _decoded(self) -> Iterator[Any]:
-        """Decoded av.VideoFrames; damaged packets are skipped and a demuxer error ends the stream."""
+        """Decoded av.VideoFrames; damaged packets are skipped and a demuxer error ends the stream.
+
+        Frame-threaded decoding (fast) loses the frames in flight around a damaged packet, sometimes silently
+        (a truncated mp4 of a few frames decoded none): so at the first sign of damage in a threaded pass (a
+        packet that fails, a demuxer error, fewer frames or seconds than the container lists) the file is
+        decoded again single-threaded from the start, the frames already delivered are skipped, and the
+        rest follow. Undamaged files are decoded once, threaded."""
         import av
 
-        packets = self._container.demux(self._stream)
+        delivered, last_pts, first_pts = 0, None, None
         while True:
-            with self._lock:
-                if self._container is None:  # closed, perhaps by another thread
-                    return
-                try:
-                    packet = next(packets, None)
-                except av.error.FFmpegError as e:
-                    self._stop_reason = f"reading stopped: {_reason(e)}"
-                    return
+            threaded = self._threaded
+            skip = delivered  # frames the threaded pass delivered, when this is the single-threaded retry
+            retry = False
+            packets = self._container.demux(self._stream)
+            while not retry:
+                with self._lock:
+                    if self._container is None:  # closed, perhaps by another thread
+                        return
+                    try:
+                        packet = next(packets, None)
+                    except av.error.FFmpegError as e:
+                        if threaded:
+                            retry = True
+                            break
+                        self._stop_reason = f"reading stopped: {_reason(e)}"
+                        packet = None
+                    if packet is None:
+                        retry = threaded and self._short(delivered, first_pts, last_pts)
+                        frames = [] if retry else self._flush()
+                    else:
+                        try:
+                            frames = packet.decode()
+                        except av.error.FFmpegError as e:
+                            if threaded:
+                                retry = True
+                                break
+                            self._skipped += 1
+                            self._skip_reason = self._skip_reason or _reason(e)
+                            continue
+                for f in frames:
+                    if skip and (f.pts is None or last_pts is None or f.pts <= last_pts):
+                        skip -= 1  # delivered by the threaded pass already
+                        continue
+                    skip = 0
+                    delivered, last_pts = delivered + 1, f.pts if f.pts is not None else last_pts
+                    first_pts = f.pts if first_pts is None else first_pts
+                    yield f
                 if packet is None:
-                    return
-                try:
-                    frames = packet.decode()
-                except av.error.FFmpegError as e:
-                    self._skipped += 1
-                    self._skip_reason = self._skip_reason or _reason(e)
-                    continue
-            yield from frames
+                    break
+            if not retry or not self._reopen_single_threaded():
+                return
+
+    def _flush(self) -> list[Any]:
+        """Frames still inside the decoder at the end of the packets (PyAV's own end-of-stream packet does this
+        too; after a demuxer error nothing else would)."""
+        import av
+
+        try:
+            return list(self._stream.codec_context.decode(None))
+        except (av.error.FFmpegError, ValueError):
+            return []
+
+    def _short(self, decoded: int, first_pts: int | None, last_pts: int | None) -> bool:
+        """Whether ``decoded`` frames fall short of what the container lists (count, or duration)."""
+        listed = self._stream.frames
+        if listed:
+            return decoded < listed
+        expected, tb = self._listed_seconds(self._stream), self._stream.time_base
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        if not (expected and tb and rate) or first_pts is None or last_pts is None:
+            return False
+        span = float((last_pts - first_pts) * tb + 1 / rate)
+        return expected - span > max(2.0, 3 / float(rate))
+
+    def _reopen_single_threaded(self) -> bool:
+        """Open the file again for a single-threaded pass; False if it was closed meanwhile or cannot be."""
+        import av
+
+        with self._lock:
+            if self._container is None:
+                return False
+            self._container.close()
+            try:
+                self._container = av.open(str(self.path))
+            except (av.error.FFmpegError, OSError, ValueError):
+                self._container = None
+                return False
+            self._stream = self._container.streams.video[0]
+            self._stream.thread_type = "NONE"
+            self._threaded = False
+            self._skipped, self._skip_reason, self._stop_reason = 0, "", ""
+        return True
 
     def _iter_video(self) -> Iterator[Frame]:
         index, first_pts, last_pts = 0, None, None
@@ -329,11 +403,17 @@ class FrameReader:
         return self._iter_video()
 
     def close(self) -> None:
-        """Release the file; safe to call twice or from another thread."""
-        with self._lock:
+        """Release the file; safe to call twice or from another thread. If another thread is inside FFmpeg
+        for longer than :data:`CLOSE_TIMEOUT` (a stalled network read), the file is left to the process's exit
+        rather than wait."""
+        if not self._lock.acquire(timeout=CLOSE_TIMEOUT):
+            return
+        try:
             if self._container is not None:
                 self._container.close()
                 self._container = None
+        finally:
+            self._lock.release()
 
     def __enter__(self) -> FrameReader:
         return self

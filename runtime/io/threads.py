@@ -1,12 +1,29 @@
 """Threads around reading and writing: decode ahead (:class:`Prefetcher`), encode behind
-(:class:`BackgroundWriter`), and SIGTERM turned into KeyboardInterrupt so interrupted outputs are discarded."""
+(:class:`BackgroundWriter`), and termination signals turned into a flag checked at safe points.
+
+Decisions:
+
+- SIGINT, SIGTERM and SIGHUP (an ssh session that drops) only set a flag (:func:`termination_handlers`); the
+  main thread raises :class:`Interrupted` where it checks the flag (:func:`check_interrupted`: per frame and
+  per backend step in the pipeline, while it waits on a queue), and worker threads stop at their next item.
+  Raising from the handler itself, at an arbitrary point, could leave a queue's locks or conditions
+  inconsistent and hang the process (the audit saw a SIGTERM hang with the main thread in a join and the
+  encoder in ``Queue.get``). A signal the process inherited as ignored (``nohup``, background jobs) stays
+  ignored. A second signal while the first is handled ends the process at once, with the signal's default
+  action: its partial outputs carry its pid, and the next run sweeps them.
+- Every wait is a poll with a short timeout (:data:`POLL`) that also checks the flag, and every join after a
+  failure is bounded (:data:`JOIN_TIMEOUT`): a thread still busy then is abandoned (a daemon thread) and its
+  output's files removed without touching the encoder it is using.
+"""
 
 from __future__ import annotations
 
+import os
 import queue
 import signal
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -14,12 +31,87 @@ from pahs_export.files import Output
 
 from .writing import FrameWriter
 
+POLL = 0.05  # seconds between checks of the interruption flag while waiting on a queue or a thread
+JOIN_TIMEOUT = 10.0  # seconds a failed or interrupted run waits for a worker thread before abandoning it
+SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A termination signal arrived; raised at a safe point. ``signum`` is the signal, so that the command
+    line can say which and exit with 128 + signum. A KeyboardInterrupt, so ``except Exception`` never
+    swallows it and every ``with`` block aborts its output."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"interrupted by {signal_name(signum)}")
+
+
+def signal_name(signum: int) -> str:
+    """``SIGTERM`` for 15; ``signal 64`` for a number without a name."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+_signum: int | None = None  # the first termination signal received, set by the handler (a plain store: no locks)
+_depth = 0  # nesting of termination_handlers()
+
+
+def _handler(signum: int, frame: object) -> None:
+    global _signum
+    if _signum is None:
+        _signum = signum
+        return
+    # A second signal: the user insists. Die now with the signal's default action (no cleanup can hang).
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def interrupted() -> int | None:
+    """The termination signal received since :func:`termination_handlers` was entered, or None."""
+    return _signum
+
+
+def check_interrupted() -> None:
+    """Raise :class:`Interrupted` if a termination signal was received (a safe point)."""
+    if _signum is not None:
+        raise Interrupted(_signum)
+
+
+@contextmanager
+def termination_handlers() -> Iterator[None]:
+    """Within the block, SIGINT, SIGTERM and SIGHUP set the flag that :func:`check_interrupted` reads
+    (signals inherited as ignored stay ignored); the previous handlers come back after it. The outermost
+    block clears the flag on entry and on exit, so that repeated in-process runs start clean; nested blocks
+    keep it. Outside the main thread (where handlers cannot be set) the block does nothing."""
+    global _signum, _depth
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if _depth == 0:
+        _signum = None
+    previous = {s: signal.getsignal(s) for s in SIGNALS}
+    for s, old in previous.items():
+        if old != signal.SIG_IGN:
+            signal.signal(s, _handler)
+    _depth += 1
+    try:
+        yield
+    finally:
+        _depth -= 1
+        for s, old in previous.items():
+            signal.signal(s, old if old is not None else signal.SIG_DFL)
+        if _depth == 0:
+            _signum = None
+
 
 class Prefetcher:
     """Iterates ``iterable`` in a background thread, up to ``maxsize`` items ahead, so that decoding overlaps
     the consumer's work. Order is kept; an exception in the thread is raised in the consumer where the item
     would have come. Iterate once. Stopping early (break, an exception, :meth:`close`) stops and joins the
-    thread, and the source iterator is closed in it."""
+    thread (bounded: :data:`JOIN_TIMEOUT`), and the source iterator is closed in it. A termination signal
+    stops the thread and raises :class:`Interrupted` in the consumer."""
 
     _DONE = object()
 
@@ -30,9 +122,9 @@ class Prefetcher:
         self._thread.start()
 
     def _put(self, item: tuple) -> bool:
-        while not self._stop.is_set():
+        while not self._stop.is_set() and interrupted() is None:
             try:
-                self._queue.put(item, timeout=0.05)
+                self._queue.put(item, timeout=POLL)
                 return True
             except queue.Full:
                 continue
@@ -54,20 +146,30 @@ class Prefetcher:
     def __iter__(self) -> Iterator:
         try:
             while True:
-                item, error = self._queue.get()
+                try:
+                    item, error = self._queue.get(timeout=POLL)
+                except queue.Empty:
+                    if not self._thread.is_alive() and self._queue.empty():
+                        check_interrupted()  # the thread stops on the flag too: never mistake that for the end
+                        return  # stopped by close() from elsewhere
+                    check_interrupted()
+                    continue
                 if error is not None:
                     raise error
                 if item is self._DONE:
                     return
+                check_interrupted()
                 yield item
         finally:
             self.close()
 
-    def close(self) -> None:
-        """Stop the thread and wait for it (it first finishes the item it is producing)."""
+    def close(self) -> bool:
+        """Stop the thread and wait for it (it first finishes the item it is producing), at most
+        :data:`JOIN_TIMEOUT` seconds; True if it ended."""
         self._stop.set()
         if self._thread is not threading.current_thread():
-            self._thread.join()
+            self._thread.join(JOIN_TIMEOUT)
+        return not self._thread.is_alive()
 
     def __enter__(self) -> Prefetcher:
         return self
@@ -79,8 +181,11 @@ class Prefetcher:
 class BackgroundWriter(Output):
     """Wraps a :class:`FrameWriter`: :meth:`write` queues the frame (blocking while ``maxsize`` wait) and a
     thread encodes, so encoding overlaps the caller's work; the caller must not modify an array after passing
-    it. An error in the thread is raised by the next :meth:`write` or :meth:`close`. :meth:`close` and
-    :meth:`abort` join the thread, then close or abort the writer. A context manager like :class:`FrameWriter`."""
+    it. An error in the thread is raised by the next :meth:`write`, :meth:`finish` or :meth:`close`.
+    :meth:`finish` encodes what is queued and finishes the file without publishing it; :meth:`close` also
+    publishes it (:meth:`FrameWriter.close`); :meth:`abort` drops it. A termination signal stops the thread,
+    which then writes nothing more, and :meth:`finish`/:meth:`close` raise :class:`Interrupted` rather than
+    publish a short output. A context manager like :class:`FrameWriter`."""
 
     _CLOSE = object()
 
@@ -89,19 +194,28 @@ class BackgroundWriter(Output):
         self._queue: queue.Queue = queue.Queue(maxsize)
         self._error: BaseException | None = None
         self._aborting = False
+        self._finished = False
         self._thread = threading.Thread(target=self._run, daemon=True, name="encode")
         self._thread.start()
 
     def _run(self) -> None:
-        while True:
-            item = self._queue.get()
+        while not self._aborting:
+            try:
+                item = self._queue.get(timeout=POLL)
+            except queue.Empty:
+                continue
             if item is self._CLOSE:
                 return
-            if self._error is None and not self._aborting:  # after a failure, drain without writing
-                try:
-                    self.writer.write(*item)
-                except BaseException as e:
-                    self._error = e
+            if self._error is not None:  # after a failure, drain without writing
+                continue
+            signum = interrupted()
+            if signum is not None:  # what follows would be a short output: never publish it
+                self._error = Interrupted(signum)
+                continue
+            try:
+                self.writer.write(*item)
+            except BaseException as e:
+                self._error = e
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -110,47 +224,54 @@ class BackgroundWriter(Output):
     def write(self, image: np.ndarray, pts: int | None = None, name: str | None = None) -> None:
         """Queue one frame (see :meth:`FrameWriter.write`)."""
         self._raise()
-        if not self._thread.is_alive():
-            raise RuntimeError("write() on a closed BackgroundWriter")
-        self._queue.put((image, pts, name))
+        check_interrupted()
+        while True:
+            if not self._thread.is_alive():
+                raise RuntimeError("write() on a closed BackgroundWriter")
+            try:
+                self._queue.put((image, pts, name), timeout=POLL)
+                return
+            except queue.Full:
+                self._raise()
+                check_interrupted()
 
-    def _join(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(self._CLOSE)
-            self._thread.join()
+    def _drain(self) -> None:
+        """Let the thread encode everything queued and end; checks the flag while it waits."""
+        while self._thread.is_alive():
+            try:
+                self._queue.put(self._CLOSE, timeout=POLL)
+                break
+            except queue.Full:
+                self._raise()
+                check_interrupted()
+        while self._thread.is_alive():
+            self._thread.join(POLL)
+            check_interrupted()
 
-    def close(self) -> None:
-        """Encode what is queued, then close the writer; on an error, abort it and raise."""
+    def finish(self) -> None:
+        """Encode what is queued and finish the writer (:meth:`FrameWriter.finish`), without publishing; on an
+        error or an interruption, abort and raise."""
+        if self._finished:
+            return
         try:
-            self._join()
+            self._drain()
             self._raise()
+            check_interrupted()
+            self.writer.finish()
         except BaseException:
             self.abort()
             raise
+        self._finished = True
+
+    def close(self) -> None:
+        """:meth:`finish`, then publish the output."""
+        self.finish()
         self.writer.close()
 
     def abort(self) -> None:
-        """Drop what is queued and abort the writer."""
+        """Drop what is queued and abort the writer. The thread gets :data:`JOIN_TIMEOUT` seconds to end; if
+        it is still encoding then, its files are removed without closing the encoder under it."""
         self._aborting = True
-        try:
-            self._join()
-        finally:
-            self.writer.abort()
-
-
-_handler_installed = False
-
-
-def install_termination_handler() -> None:
-    """Make SIGTERM raise KeyboardInterrupt in the main thread (Python's default is to die on the spot), so
-    ``with`` blocks abort their outputs and no temporary file is left. Idempotent; does nothing outside the
-    main thread, where signal handlers cannot be set."""
-    global _handler_installed
-    if _handler_installed or threading.current_thread() is not threading.main_thread():
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"terminated by signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)
-    _handler_installed = True
+        if self._thread is not threading.current_thread():
+            self._thread.join(JOIN_TIMEOUT)
+        self.writer.abort(abandon=self._thread.is_alive())

@@ -8,9 +8,13 @@ Decisions:
 - ``-o`` ending in .mp4, .mov or .mkv is a video; one ending in a path separator, or an existing folder, is a
   folder of PNG frames. The input itself is refused as the output; an existing output is replaced only with
   ``overwrite``, and an existing folder only when it holds nothing but image frames (an empty one is free).
-- Outputs are written under a temporary name in the target folder (``.out.mp4.partial-XXXX.mp4``, a
-  ``.frames.partial-XXXX`` folder) and renamed when complete, by :class:`pahs_export.files.AtomicOutput`; a
-  failed or interrupted run leaves nothing, not even the parent folders made for the output.
+- Outputs are written under a temporary name in the target folder (``.out.mp4.partial-<pid>-<host>-XXXX.mp4``,
+  a ``.frames.partial-<pid>-<host>-XXXX`` folder), fsynced and renamed when complete, by
+  :class:`pahs_export.files.AtomicOutput`; a failed or interrupted run leaves nothing, not even the parent folders
+  made for the output, and what a killed run left is swept by the next run writing the same target.
+- A full disk, a quota, a file-size limit, a read-only file system or a permission error while writing is one
+  :class:`PahsError` line naming the output and its folder (:func:`pahs_export.files.disk_error`), raised where
+  it happens (FFmpeg's muxer reports some only when it flushes, at the latest when the file is finished).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from pahs_export.errors import PahsError
-from pahs_export.files import AtomicOutput, Output
+from pahs_export.files import AtomicOutput, Output, is_disk_error
 
 from .encoding import VIDEO_FORMATS, X264_PRESETS, OutputOptions, _PngSink, _VideoSink
 from .reading import IMAGE_SUFFIXES, VideoInfo
@@ -40,6 +44,7 @@ class FrameWriter(Output):
         self.target, self.info, self.options, self.folder = target, info, options, folder
         self.count = 0  # frames written
         self._open = True
+        self._finished = False  # finish() done: only the rename is left
         self._output = AtomicOutput(target, folder=folder)  # PahsError "... not writable ..." when it cannot
         self.tmp = self._output.tmp  # the temporary file or folder beside the target, renamed onto it by close()
         try:
@@ -47,41 +52,63 @@ class FrameWriter(Output):
                 self._sink: _PngSink | _VideoSink = _PngSink(self.tmp, info)
             else:
                 self._sink = _VideoSink(self.tmp, VIDEO_FORMATS[target.suffix.lower()], info, source, options)
-        except BaseException:
+        except BaseException as e:
             self._output.abort()
+            if is_disk_error(e):
+                raise self._output.error(e) from e  # type: ignore[arg-type]
             raise
 
     def write(self, image: np.ndarray, pts: int | None = None, name: str | None = None) -> None:
         """Append one frame: float [H, W, 3] RGB in [0, 1] (clipped), H and W as in ``info``; ``pts`` in
         ``info.time_base`` units (None: one frame after the previous); ``name`` the source file name (PNG
-        folders keep it)."""
+        folders keep it). A disk error is a one-line :class:`PahsError` (the output is not aborted here:
+        the caller's ``with`` or :meth:`abort` does it)."""
         if not self._open:
             raise RuntimeError("write() on a closed FrameWriter")
         if image.shape != (self.info.height, self.info.width, 3):
             raise ValueError(f"expected a [{self.info.height}, {self.info.width}, 3] image, got {image.shape}")
-        self._sink.write(image, pts, name, self.count)
+        try:
+            self._sink.write(image, pts, name, self.count)
+        except OSError as e:
+            if is_disk_error(e):
+                raise self._output.error(e) from e
+            raise
         self.count += 1
+
+    def finish(self) -> None:
+        """Finish the output (flush the encoder, write the index, fsync) without publishing it; a later
+        :meth:`close` only renames. If finishing fails the output is aborted (a disk error: one line)."""
+        if not self._open or self._finished:
+            return
+        try:
+            self._sink.finish()
+            self._output.sync()
+        except BaseException as e:
+            self.abort()
+            if is_disk_error(e):
+                raise self._output.error(e) from e  # type: ignore[arg-type]
+            raise
+        self._finished = True
 
     def close(self) -> None:
         """Finish the output and move it to the target name (replacing an existing one). If finishing
         fails the output is aborted. Does nothing once closed or aborted."""
         if not self._open:
             return
-        try:
-            self._sink.finish()
-            self._output.close()
-        except BaseException:
-            self.abort()
-            raise
+        self.finish()
+        self._output.close()  # aborts itself on a failure
         self._open = False
 
-    def abort(self) -> None:
-        """Drop the temporary output; the target is left as it was. Does nothing once closed or aborted."""
+    def abort(self, abandon: bool = False) -> None:
+        """Drop the temporary output; the target is left as it was. Does nothing once closed or aborted.
+        ``abandon``: a thread may still be encoding into the sink, so leave the encoder alone and only remove
+        the files (the process is on its way out)."""
         if not self._open:
             return
         self._open = False
         try:
-            self._sink.discard()
+            if not abandon:
+                self._sink.discard()
         finally:
             self._output.abort()
 
