@@ -13,11 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pahs_export.artifact import MANIFEST, ONNX_FORMAT, TENSORRT_FORMAT, read_artifact, read_manifest
-from pahs_export.checkpoint import load_model
+from pahs_export.checkpoint import load_model, parse_device
 from pahs_export.errors import PahsError
 from pahs_export.weights import reference_model, resolve_model
 
 from .backends import Backend
+from .backends.openvino_backend import OpenVINOBackend
 from .backends.ort_backend import OnnxRuntimeBackend
 from .backends.torch_backend import TorchBackend
 from .backends.trt_backend import TensorRTBackend
@@ -49,6 +50,7 @@ def engine_kind(path: Path) -> str:
 def _open_torch(
     engine: Path | None, kind: str | None, device: str, cuda_graphs: bool = False, autocast: str | None = None
 ) -> Backend:
+    parse_device(device)  # before loading anything: a CUDA device must be usable here
     if kind == "checkpoint":
         model = load_model(engine)
     elif kind == "onnx":  # the reference the artifact was exported from
@@ -89,9 +91,22 @@ def _open_onnxruntime(
             "export one with `pahs-export onnx` or pick --backend "
             f"{DEFAULT_BACKEND[kind]}"
         )
-    art = read_artifact(engine)
-    art.check_hashes()
-    return OnnxRuntimeBackend(art, device=device)
+    # The backend verifies every graph's sha256 as it loads it (Artifact.verified_bytes).
+    return OnnxRuntimeBackend(read_artifact(engine), device=device)
+
+
+def _open_openvino(
+    engine: Path | None, kind: str | None, device: str, cuda_graphs: bool = False, autocast: str | None = None
+) -> Backend:
+    _no_autocast("openvino", autocast)
+    if cuda_graphs:
+        raise PahsError("expected --cuda-graphs with the tensorrt or torch backend on cuda, found openvino (CPU)")
+    if kind != "onnx":
+        raise PahsError(
+            f"the openvino backend runs ONNX artifact folders, found {engine or 'no --engine'}; export one with "
+            "`pahs-export onnx` and pass it with --engine"
+        )
+    return OpenVINOBackend(read_artifact(engine), device=device)
 
 
 def _open_tensorrt(
@@ -111,6 +126,7 @@ OPENERS: dict[str, Callable[[Path | None, str | None, str, bool, str | None], Ba
     "torch": _open_torch,
     "onnxruntime": _open_onnxruntime,
     "tensorrt": _open_tensorrt,
+    "openvino": _open_openvino,
 }
 
 
@@ -137,4 +153,5 @@ def open_backend(
         raise PahsError(f"unknown backend {name!r}: expected one of {', '.join(OPENERS)}")
     if device is None:
         device = "cuda" if name == "tensorrt" else "cpu"
+    parse_device(device, check_available=False)  # one line for an unknown device, whichever the backend
     return OPENERS[name](path, kind, device, cuda_graphs, autocast)

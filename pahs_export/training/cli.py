@@ -34,7 +34,10 @@ def train(
     seed: Annotated[Optional[int], _opt("seed", "Seed of everything random")] = None,
     init: Annotated[Optional[str], _opt("init", "Start from this checkpoint (fine-tune)")] = None,
     data: Annotated[Optional[str], _opt("data", "Dataset folder; synthetic clips when not given")] = None,
-    layout: Annotated[Optional[str], _opt("layout", "Dataset layout gopro|dvd|reds|paired")] = None,
+    layout: Annotated[
+        Optional[str],
+        _opt("layout", "Dataset layout gopro|dvd|reds|paired, or x4k (1000 fps clips mixed with synthetic)"),
+    ] = None,
     val_every: Annotated[Optional[int], _opt("val-every", "Steps between validations and checkpoints")] = None,
     workers: Annotated[Optional[int], _opt("workers", "Data-loading processes")] = None,
     device: Annotated[Optional[str], _opt("device", "cpu or cuda")] = None,
@@ -77,7 +80,9 @@ def evaluate(
         Optional[str], typer.Option("--preset", "-p", help="Preset whose default weights to score.")
     ] = None,
     data: Annotated[Optional[str], typer.Option("--data", help="Dataset folder (default: held-out synthetic).")] = None,
-    layout: Annotated[Optional[str], typer.Option("--layout", help="gopro|dvd|reds|paired (default: detect).")] = None,
+    layout: Annotated[
+        Optional[str], typer.Option("--layout", help="gopro|dvd|reds|paired|x4k (default: detect).")
+    ] = None,
     sequences: Annotated[
         Optional[int], typer.Option("--sequences", help=f"Synthetic sequences (default {EVAL_SEQUENCES}).")
     ] = None,

@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..checkpoint import build_model, load_model, save_checkpoint
+from ..checkpoint import build_model, load_model, parse_device, save_checkpoint
 from ..errors import PahsError
 from ..model import PAHS
 from ..presets import DEFAULT_LOOKAHEAD
 from .datasets import SequenceClips, find_sequences
+from .highfps import HighFpsClips, MixedClips
 from .synth import SynthConfig, SyntheticClips, make_clip
+
+REAL_FRACTION = 0.5  # with --layout x4k: the share of training clips cut from real footage
 
 
 @dataclass(frozen=True)
@@ -53,10 +59,15 @@ class TrainConfig:
 
 
 def _train_dataset(cfg: TrainConfig) -> Dataset:
+    length = cfg.steps * cfg.batch
+    # Seeds of training clips never overlap validation/evaluation seeds (those use the held-out split).
+    synth = SynthConfig(height=cfg.crop, width=cfg.crop, frames=cfg.frames, split="train")
+    synthetic = SyntheticClips(seed_base=cfg.seed * 10_000_000, length=length, config=synth)
     if cfg.data is None:
-        # Seeds of training clips never overlap validation/evaluation seeds (those use the held-out split).
-        synth = SynthConfig(height=cfg.crop, width=cfg.crop, frames=cfg.frames, split="train")
-        return SyntheticClips(seed_base=cfg.seed * 10_000_000, length=cfg.steps * cfg.batch, config=synth)
+        return synthetic
+    if cfg.layout == "x4k":  # real high-frame-rate clips join the synthetic ones, half and half
+        real = HighFpsClips(cfg.data, frames=cfg.frames, crop=cfg.crop, length=length, seed=cfg.seed)
+        return MixedClips(synthetic, real, REAL_FRACTION, length, seed=cfg.seed)
 
     sequences = find_sequences(cfg.data, cfg.layout)
     return SequenceClips(sequences, frames=cfg.frames, crop=cfg.crop, length=cfg.steps * cfg.batch, seed=cfg.seed)
@@ -108,8 +119,54 @@ def check_config(cfg: TrainConfig) -> None:
     for name in ("steps", "batch", "frames", "val_every", "val_clips"):
         if getattr(cfg, name) < 1:
             raise PahsError(f"expected --{name.replace('_', '-')} of at least 1, found {getattr(cfg, name)}")
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise PahsError("expected a CUDA GPU for --device cuda, found none; use --device cpu")
+    parse_device(cfg.device)  # cpu, cuda or cuda:N, and a CUDA device must be usable here
+
+
+# What train() saves in train_state.pt, and the type of each entry (the config is a dict of TrainConfig fields).
+TRAIN_STATE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "config": dict,
+    "step": int,
+    "optimizer": dict,
+    "rng": torch.Tensor,
+    "best": (float, int),
+}
+
+
+def load_train_state(path: Path) -> dict[str, Any]:
+    """Read a ``train_state.pt`` written by :func:`train`, with ``state["config"]`` as a :class:`TrainConfig`.
+
+    Anything else (a file torch.load(weights_only=True) refuses, a truncated one, another program's pickle, a
+    dict without our entries) is one :class:`PahsError` that says so: never a hint to load it unsafely.
+    """
+    problem = _train_state_problem(path)
+    if isinstance(problem, dict):
+        return problem
+    raise PahsError(
+        f"expected a pahs training state in {path}, found {problem}; it is not a state pahs-train wrote: point "
+        f"--out at the run that wrote it, or delete {path.name} to start this run afresh"
+    )
+
+
+def _train_state_problem(path: Path) -> dict[str, Any] | str:
+    """The loaded state (config as a TrainConfig), or what is wrong with the file, in a few words."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on legacy files: the verdict below says it all
+            state = torch.load(path, weights_only=True)
+    except pickle.UnpicklingError:  # weights_only refused a type: not written by us, and not to be trusted
+        return "a file torch.load(weights_only=True) refuses to read (it holds objects other than tensors)"
+    except (RuntimeError, EOFError, OSError, ValueError) as e:  # truncated, empty, not a torch file, unreadable
+        return f"a damaged or foreign file ({type(e).__name__})"
+    if not isinstance(state, dict):
+        return f"a {type(state).__name__} instead of a dict"
+    for key, kind in TRAIN_STATE_TYPES.items():
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            return f"no valid {key!r} entry"
+    try:
+        config = TrainConfig(**state["config"])
+    except TypeError:  # unknown or missing settings
+        return f"settings that are not pahs-train's ({', '.join(map(str, state['config']))})"
+    return {**state, "config": config}
 
 
 def uses_bf16(cfg: TrainConfig, device: torch.device) -> bool:
@@ -159,8 +216,8 @@ def train(
 
     step = 0
     if resume and state_path.is_file():
-        state = torch.load(state_path, weights_only=True)
-        saved = TrainConfig(**state["config"])
+        state = load_train_state(state_path)
+        saved = state["config"]
         if saved != cfg:
             raise PahsError(
                 f"--resume expects the same settings as the run in {out}, found different ones "

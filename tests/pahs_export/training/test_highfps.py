@@ -76,3 +76,13 @@ def test_training_clips_are_reproducible_crops(root):
     mixed = MixedClips(data, HighFpsClips(root, frames=5, crop=16, length=10, seed=4), 0.5, 10)
     picks = {bool((mixed[i][0] == data[i][0]).all()) for i in range(10)}
     assert picks == {True, False}  # both sources are used
+
+
+def test_training_on_x4k_mixes_real_and_synthetic(root):
+    from pahs_export.training.train import TrainConfig, _train_dataset
+
+    cfg = TrainConfig(data=str(root), layout="x4k", steps=4, batch=2, crop=16, frames=5)
+    data = _train_dataset(cfg)
+    assert isinstance(data, MixedClips) and len(data) == 8
+    blurry, sharp = data[0]
+    assert blurry.shape == sharp.shape == (5, 3, 16, 16)

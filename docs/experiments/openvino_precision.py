@@ -1,0 +1,57 @@
+"""FP16 and INT8 artifacts of the default pahs-t weights through OpenVINO and ONNX Runtime, against FP32 PyTorch.
+
+Every frame of the verification clips of `pahs-export verify` (held-out synthetic content, 60 frames at 128x80
+and 208x112): worst PSNR against FP32 and the mean PSNR lost against ground truth. Run:
+`python docs/experiments/openvino_precision.py` (writes docs/results/openvino-precision.json).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from calibration.data import DEFAULT_SET
+from pahs_export import load_model
+from pahs_export.artifact import read_artifact
+from pahs_export.onnx_export import artifact_from_model
+from pahs_export.precision import Int8Options
+from pahs_export.samples import sample_pair
+from pahs_export.verify import DEFAULT_SIZES, TOLERANCES, verify_backend
+from pahs_export.weights import default_checkpoint
+from runtime.backends.openvino_backend import OpenVINOBackend
+from runtime.backends.ort_backend import OnnxRuntimeBackend
+
+VARIANTS = {"fp16": ("fp16", None), "int8": ("int8", "tensorrt"), "int8-cpu": ("int8", "cpu")}
+
+
+def main() -> None:
+    model = load_model(default_checkpoint("pahs-t"))
+    clips = [sample_pair(60, w, h, seed=i) for i, (w, h) in enumerate(DEFAULT_SIZES)]
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (precision, target) in VARIANTS.items():
+            out = artifact_from_model(
+                model, Path(tmp) / name, source={"kind": "default"}, precision=precision,
+                int8=Int8Options(target=target or "tensorrt"), calibration=DEFAULT_SET,
+            )  # fmt: skip
+            art = read_artifact(out)
+            for backend in (OnnxRuntimeBackend(art), OpenVINOBackend(art)):
+                seqs = verify_backend(backend, model, clips, TOLERANCES[precision])
+                row = {
+                    "worst_psnr_vs_fp32": min(s.worst_psnr for s in seqs),
+                    "gt_drop_db": max(s.gt_drop for s in seqs),
+                    "passed": all(s.passed for s in seqs),
+                }
+                results[f"{backend.name} {name}"] = row
+                verdict = "pass" if row["passed"] else "FAIL"
+                print(
+                    f"{backend.name:<12} {name:<9} worst PSNR vs FP32 {row['worst_psnr_vs_fp32']:6.2f} dB, "
+                    f"loss vs ground truth {row['gt_drop_db']:+.3f} dB, {verdict}"
+                )
+    path = Path(__file__).resolve().parents[1] / "results" / "openvino-precision.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""OpenVINO backend over the same exported ONNX artifacts (CPU).
+
+OpenVINO reads our ONNX graphs as they are (``Core.read_model``); each graph is compiled once per input
+shape (static shapes compile to faster CPU code than dynamic ones) and kept, and compiled blobs are cached on
+disk under ``$PAHS_CACHE/openvino`` so that a second process skips compilation.
+
+Precision: OpenVINO runs f32 graphs in bf16 on CPUs that have it unless told otherwise, which breaks FP32
+parity, so FP32 and FP16 artifacts are compiled with ``INFERENCE_PRECISION_HINT=f32`` (FP16 graphs keep their
+FP16 weights and casts; the arithmetic between them is f32). INT8 (Q/DQ) graphs run with OpenVINO's low
+precision transformations, which execute the quantized convolutions in int8. Only INT8 graphs made for CPUs
+(`--int8-target cpu`) are accepted: with TensorRT's conventions (symmetric int8 activations) OpenVINO reached
+31.7 dB against FP32 at the worst frame and lost 2.97 dB against ground truth on held-out clips, where the
+CPU-target graph reached 53.1 dB and lost 0.03 dB (docs/experiments/openvino_precision.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pahs_export.artifact import Artifact, check_graph_io
+from pahs_export.cache import cache_dir
+from pahs_export.contract import ROLES
+from pahs_export.errors import PahsError
+
+from .base import Backend, StepOutputs
+
+INSTALL_HINT = "install it with pip install openvino (or the project's 'openvino' extra)"
+
+
+class OpenVINOBackend(Backend):
+    """One compiled model per (graph, input shape) of an ONNX artifact; tensors stay on the CPU."""
+
+    name = "openvino"
+
+    def __init__(self, artifact: Artifact, device: str = "cpu", threads: int | None = None) -> None:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise PahsError(f"OpenVINO is not installed here: {INSTALL_HINT}") from None
+        if device != "cpu":
+            raise PahsError(f"expected device cpu for the openvino backend, found {device!r}; use --device cpu")
+        if artifact.manifest.int8_target not in (None, "cpu"):
+            raise PahsError(
+                f"expected INT8 graphs made for CPUs for the openvino backend, found TensorRT's conventions in "
+                f"{artifact.path} (they lose about 3 dB there); export with `pahs-export onnx --precision int8 "
+                "--int8-target cpu`"
+            )
+        self.core = ov.Core()
+        self.core.set_property({"CACHE_DIR": str(cache_dir() / "openvino")})
+        self.config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+        if artifact.precision != "int8":
+            self.config["INFERENCE_PRECISION_HINT"] = "f32"
+        if threads:
+            self.config["INFERENCE_NUM_THREADS"] = threads
+        self.artifact = artifact
+        self.models = {}
+        for role, path in artifact.graphs.items():  # from the bytes whose sha256 was checked, not the path
+            model = self.core.read_model(artifact.verified_bytes(role))
+
+            def io(ports: Any) -> list[tuple[str, list[int | None]]]:
+                return [(p.get_any_name(), [d.get_length() if d.is_static else None for d in p.get_partial_shape()])
+                        for p in ports]  # fmt: skip
+
+            check_graph_io(path, role, artifact.geometry, io(model.inputs), io(model.outputs))
+            self.models[role] = model
+        self.bidirectional = artifact.bidirectional
+        self.precision = artifact.precision
+        self.geometry = artifact.geometry
+        self.device = torch.device("cpu")
+        self._requests: dict[tuple, Any] = {}
+
+    def _request(self, role: str, shapes: tuple[tuple[int, ...], ...]) -> Any:
+        key = (role, shapes)
+        request = self._requests.get(key)
+        if request is None:
+            model = self.models[role].clone()
+            model.reshape(dict(zip(ROLES[role].inputs, shapes, strict=True)))
+            request = self.core.compile_model(model, "CPU", self.config).create_infer_request()
+            self._requests[key] = request
+        return request
+
+    def run(self, role: str, *inputs: Tensor) -> StepOutputs:
+        arrays = [np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32) for x in inputs]
+        request = self._request(role, tuple(a.shape for a in arrays))
+        request.infer(dict(zip(ROLES[role].inputs, arrays, strict=True)))
+        # copy: the request reuses its output buffers on the next call, and the loop keeps feat for a while
+        return tuple(
+            torch.from_numpy(np.array(request.get_tensor(name).data, dtype=np.float32)) for name in ROLES[role].outputs
+        )
+
+    def describe(self) -> str:
+        return f"{self.name} on cpu ({self.precision})"
+
+
+def cached_blobs() -> list[Path]:
+    """The compiled-model files OpenVINO keeps in its cache folder (for tests and cleaning)."""
+    folder = cache_dir() / "openvino"
+    return sorted(folder.glob("*.blob")) if folder.is_dir() else []
