@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -284,16 +285,23 @@ class VideoVerifyResult:
 
 
 def verify_video(
-    source: Path, backend: Backend, reference: Backend, options: RunOptions, limit: int | None
+    source: Path,
+    backend: Backend,
+    reference: Backend,
+    options: RunOptions,
+    limit: int | None,
+    on_frame: Callable[[FrameResult], None] | None = None,
 ) -> VideoVerifyResult:
     """Restore the first ``limit`` frames (None: all) of a video with ``backend`` and ``reference`` under the
     same semantics and compare them frame by frame (unclamped, padded float outputs) against the precision's
-    tolerance. ``limit`` must be None or at least 1 (`pahs-run` maps a bare ``--verify`` to None)."""
+    tolerance. ``limit`` must be None or at least 1 (`pahs-run` maps a bare ``--verify`` to None).
+    ``on_frame`` gets each frame's result as soon as it is compared (progress, row-by-row printing)."""
     check_frame_count(limit, "--verify", "give --verify alone to compare every frame")
-    results = [  # streamed: memory holds chunk + lookahead frames per side, whatever the video's length
-        replace(compare_frames(got[None], want[None])[0], index=index)
-        for index, got, want in verify_frames(source, backend, reference, options, limit)
-    ]
+    results = []  # streamed: memory holds chunk + lookahead frames per side, whatever the video's length
+    for index, got, want in verify_frames(source, backend, reference, options, limit):
+        results.append(replace(compare_frames(got[None], want[None])[0], index=index))
+        if on_frame is not None:
+            on_frame(results[-1])
     if not results:
         raise PahsError(f"expected at least one decodable frame in {source}, found none; check the file")
     return VideoVerifyResult(results, backend.precision, judge(results, TOLERANCES[backend.precision]))

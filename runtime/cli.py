@@ -127,10 +127,10 @@ def run(
     from pahs import open_backend
     from pahs_export.cache import cache_dir
     from pahs_export.files import disk_error, is_disk_error
-    from pahs_export.verify import TOLERANCES, compare_frames, judge, verdict
+    from pahs_export.verify import TOLERANCES, verdict, verify_video
 
     from .io import OutputOptions, check_interrupted
-    from .pipeline import RunOptions, check_options, run_video, verify_frames
+    from .pipeline import RunOptions, check_options, run_video
 
     if not video.exists():
         raise PahsError(f"expected a video file or frame folder, found nothing at {video}; check the path")
@@ -164,15 +164,13 @@ def run(
         if reference is be:
             typer.echo("note: the backend is the PyTorch reference itself; the comparison is trivial", err=True)
         typer.echo(f"{'frame':>6}{'max abs':>12}{'PSNR dB':>10}")
-        results = []
-        for index, got, want in verify_frames(video, be, reference, options, frames_to_verify):
-            result = replace(compare_frames(got[None], want[None])[0], index=index)
-            results.append(result)  # a few numbers per frame: the frames themselves are not kept
-            typer.echo(f"{result.index:>6}{result.max_abs:>12.2e}{result.psnr:>10.2f}")
-        tolerance = TOLERANCES[be.precision]
-        passed = judge(results, tolerance)
-        typer.echo(verdict(passed, f"{be.describe()} vs PyTorch over {len(results)} frames", tolerance))
-        if not passed:
+        result = verify_video(
+            video, be, reference, options, frames_to_verify,
+            on_frame=lambda f: typer.echo(f"{f.index:>6}{f.max_abs:>12.2e}{f.psnr:>10.2f}"),
+        )  # fmt: skip
+        tolerance = TOLERANCES[result.precision]
+        typer.echo(verdict(result.passed, f"{be.describe()} vs PyTorch over {len(result.frames)} frames", tolerance))
+        if not result.passed:
             raise typer.Exit(1)
         if output is None and compare is None:
             return
