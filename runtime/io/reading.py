@@ -10,28 +10,40 @@ Decisions:
   format; or a folder of image frames (.png, .jpg, .jpeg, .tif, .tiff, .bmp; hidden files ignored) in natural
   order (f2 before f10). YUV is converted with the matrix and range the stream declares (FFmpeg's BT.601
   default when it declares none).
+- Sources (:func:`source_kind`): ``-``, ``pipe:``, ``pipe:0`` and ``/dev/stdin`` are standard input, in any
+  format FFmpeg reads from a pipe (y4m, nut, matroska, mpegts...; an mp4/mov only with its index first, unless
+  a file is redirected in); a terminal there is refused. A string starting ``scheme://`` (scheme of two or more
+  letters, digits, ``+.-``) or ``file:``/``pipe:`` is a URL, given to FFmpeg exactly as written, with
+  :data:`NETWORK_TIMEOUT` seconds to answer each read. Anything else is a local path (a file, a frame folder,
+  a named pipe): ``C:\\x`` is a drive, not a URL, and ``./-`` or ``./http:x`` name local files.
+- Streams: standard input, FIFOs, character devices, sockets and live protocols (rtsp, rtmp, rtp, udp, tcp,
+  srt, pipe) are read once (``VideoInfo.is_stream``); files, folders, http(s) and file: URLs can be opened
+  again. A stream is never opened a second time: it is decoded with slice threads only from the start, which
+  lose no frames around damage (frame threads do), instead of the damaged-file retry below.
 - Rotation: the display matrix (or a legacy "rotate" tag) is applied, mirroring included, so frames come out
   as players show them; ``VideoInfo.rotation`` is the clockwise part in degrees. EXIF orientation of JPEG
   frames is applied the same way (its mirroring is not: PyAV cannot read that side data yet).
 - Damaged input: restore what decodes and warn. A packet that fails to decode is skipped, frames FFmpeg
-  decodes with concealed damage are kept, and reading stops at a demuxer error; after a full pass one warning
-  (``warnings.warn``, also in ``FrameReader.warnings``) says what was lost: skipped packets, damaged frames,
-  fewer frames than the container lists (mp4, mov) or an early end against the duration it lists (Matroska,
-  MPEG-TS). ``info.frames`` then holds the count that decoded. Losses the demuxer skips silently (a damaged
-  Matroska cluster in mid-file) go unreported. A file with no decodable frame, or a frame size that changes
-  mid-stream, is a :class:`PahsError`.
+  decodes with concealed damage are kept, and reading stops at a demuxer error (a network read that times out
+  is one); after a full pass one warning (``warnings.warn``, also in ``FrameReader.warnings``) says what was
+  lost: skipped packets, damaged frames, fewer frames than the container lists (mp4, mov) or an early end
+  against the duration it lists (Matroska, MPEG-TS). ``info.frames`` then holds the count that decoded.
+  Losses the demuxer skips silently (a damaged Matroska cluster in mid-file) go unreported. A file with no
+  decodable frame, or a frame size that changes mid-stream, is a :class:`PahsError`.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
@@ -39,6 +51,11 @@ from pahs_export.errors import PahsError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 CLOSE_TIMEOUT = 10.0  # seconds close() waits for a decoding thread to leave FFmpeg
+NETWORK_TIMEOUT = 30.0  # seconds a URL may go without data (to open, then on each read) before reading fails
+STDIN_NAMES = ("-", "pipe:", "pipe:0", "/dev/stdin")  # sources that mean standard input
+LIVE_SCHEMES = frozenset({"pipe", "rtsp", "rtsps", "rtmp", "rtmps", "rtp", "udp", "tcp", "srt"})  # read once
+_STDIN_FD = 0  # the descriptor read as standard input (tests point it at a pipe of their own)
+_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):(//)?")  # two or more characters: "C:" is a drive
 
 
 @dataclass(frozen=True)
@@ -55,6 +72,7 @@ class VideoInfo:
     pix_fmt: str | None  # source pixel format, e.g. "yuv420p10le"; "rgb24"/"rgb48" for image folders
     has_audio: bool  # the source has an audio stream (copied into video outputs)
     is_folder: bool  # the source is a folder of image frames
+    is_stream: bool = False  # read once: standard input, a pipe or a live stream; it cannot be opened again
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,6 +83,50 @@ class Frame:
     image: np.ndarray  # float32 [H, W, 3], RGB, in [0, 1]
     pts: int | None  # presentation timestamp in info.time_base units (None for folders)
     name: str | None  # source file name for frame folders, else None
+
+
+def source_kind(source: str | Path) -> Literal["stdin", "url", "path"]:
+    """What ``source`` names: standard input, a URL for FFmpeg (``scheme://...``, ``file:...``, ``pipe:N``) or a
+    local path (see the module docstring). A Path is judged by its text too, so ``Path("-")`` is standard
+    input; a URL must be a str (Path turns ``https://h/x`` into ``https:/h/x``)."""
+    text = os.fspath(source)
+    if text in STDIN_NAMES:
+        return "stdin"
+    m = _URL.match(text)
+    if m and (m[2] or m[1].lower() in ("file", "pipe")):
+        return "url"
+    return "path"
+
+
+def _stdin_target(fd: int) -> str | BinaryIO:
+    """What av.open reads for standard input on ``fd``: FFmpeg's own ``pipe:N`` protocol, or, when a file is
+    redirected in (``< clip.mp4``), a seekable file object on a copy of the descriptor, so that an mp4 with
+    its index at the end opens too (``pipe:`` never seeks). A terminal is refused."""
+    try:
+        terminal, regular = os.isatty(fd), stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:  # closed: started with <&- or detached
+        terminal, regular = None, False
+    if terminal is not False:
+        found = "a terminal" if terminal else "it closed"
+        raise PahsError(
+            f"expected a video piped into standard input, found {found}; pipe one in "
+            "(e.g. ffmpeg -i in.mov -f yuv4mpegpipe - | ...) or name a file"
+        )
+    if regular:
+        return os.fdopen(os.dup(fd), "rb")
+    # FFmpeg reads the pipe itself rather than through sys.stdin.buffer: no Python callback (and GIL) per read,
+    # no BufferedReader blocking for a whole buffer while a live producer (vspipe) has sent a frame, and no
+    # seek attempts on a pipe; the demuxer knows it cannot seek and probes within what it has read.
+    return f"pipe:{fd}"
+
+
+def _is_stream_path(path: Path) -> bool:
+    """Whether a local path can be read only once: a FIFO, a character device or a socket."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
 
 
 def _natural_key(name: str) -> list:
@@ -122,28 +184,55 @@ def _frame_orientation(frame: Any, tags: dict[str, str]) -> tuple[int, bool]:
 
 
 class FrameReader:
-    """Iterates :class:`Frame` objects of a video file or a frame folder; a context manager.
+    """Iterates :class:`Frame` objects of a video file, a frame folder, standard input or a URL; a context
+    manager.
 
-    Video files can be iterated once. ``warnings`` lists what a damaged file lost (see the module docstring).
-    :meth:`close` may be called from another thread while a :class:`Prefetcher` decodes: decoding stops.
+    ``source`` is what :func:`source_kind` accepts. ``path`` is the local path (None for standard input and
+    URLs); ``name`` names the source in messages: the path, the URL as given, or "standard input". Videos can
+    be iterated once. ``warnings`` lists what a damaged input lost (see the module docstring). :meth:`close`
+    may be called from another thread while a :class:`Prefetcher` decodes: decoding stops.
     """
 
     info: VideoInfo
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    def __init__(self, source: str | Path) -> None:
+        kind = source_kind(source)
+        self.path: Path | None = Path(source) if kind == "path" else None
+        self.name = "standard input" if kind == "stdin" else str(self.path or source)
         self.warnings: list[str] = []
         self._container: Any = None
+        self._file: BinaryIO | None = None  # our copy of a standard input redirected from a file
         self._files: list[Path] | None = None  # frame folders only
         self._lock = threading.Lock()  # guards the container against close() from another thread
         self._iterated = False
-        if self.path.is_dir():
+        self._kind = kind
+        self._timeout: float | None = None  # seconds a network URL may go without data
+        if kind == "stdin":
+            target = _stdin_target(_STDIN_FD)
+            if not isinstance(target, str):
+                self._file = target
+            self._is_stream = True
+        elif kind == "url":
+            target = os.fspath(source)
+            scheme = _URL.match(target)[1].lower()  # type: ignore[index]
+            if scheme not in ("file", "pipe"):
+                # PyAV's timeout (an interrupt callback) rather than FFmpeg's options: rw_timeout is ignored by
+                # rtsp and udp, and "timeout" means something else per protocol (rtmp: listen for a connection).
+                self._timeout = NETWORK_TIMEOUT
+            self._is_stream = scheme in LIVE_SCHEMES
+        else:
+            assert self.path is not None
+            target = str(self.path)
+            self._is_stream = _is_stream_path(self.path)
+        self._target: str | BinaryIO = target  # what av.open reads
+        if self.path is not None and self.path.is_dir():
             self._open_folder()
         else:
             self._open_video()
 
     # -- frame folders ---------------------------------------------------------------------------------------
     def _open_folder(self) -> None:
+        assert self.path is not None
         files = [
             p
             for p in self.path.iterdir()
@@ -191,20 +280,20 @@ class FrameReader:
         import av
 
         try:
-            self._container = av.open(str(self.path))
+            self._container = av.open(self._target, timeout=self._timeout)
         except (av.error.FFmpegError, UnicodeDecodeError, ValueError, OSError) as e:
-            raise PahsError(
-                f"expected a video FFmpeg can read, found {self.path} that it cannot open ({_reason(e)}); "
-                "check the file or convert it"
-            ) from None
+            self.close()
+            raise self._open_error(e) from None
         streams = self._container.streams
         if not streams.video:
             kinds = ", ".join(sorted({s.type for s in streams})) or "no"
             self.close()
-            raise PahsError(f"expected a video stream in {self.path}, found {kinds} streams only; pass a video file")
+            raise PahsError(f"expected a video stream in {self.name}, found {kinds} streams only; pass a video")
         stream = streams.video[0]
-        stream.thread_type = "AUTO"
-        self._threaded = True  # frame-threaded decoding; a damaged file is decoded again without (_decoded)
+        # Streams: slice threads only, from the start: frame threads lose the frames in flight around damage,
+        # and a stream cannot be opened again for the single-threaded retry (_decoded) that recovers them.
+        stream.thread_type = "SLICE" if self._is_stream else "AUTO"
+        self._threaded = not self._is_stream  # frame-threaded; a damaged file is decoded again without
         self._stream = stream
         self._skipped = 0  # packets that failed to decode
         self._corrupt = 0  # frames decoded with damage (concealed by FFmpeg)
@@ -217,7 +306,11 @@ class FrameReader:
         if first is None:
             why = self._stop_reason or self._skip_reason or "the stream is empty"
             self.close()
-            raise PahsError(f"expected at least one decodable frame in {self.path}, found none ({why}); check the file")
+            piped = self._kind == "stdin" and self._file is None  # an mp4/mov index last opens, then cannot read
+            hint = " (an mp4 or mov streams only with its index first: -movflags faststart)" if piped else ""
+            raise PahsError(
+                f"expected at least one decodable frame in {self.name}, found none ({why}); check the input{hint}"
+            )
         self._first = first
         stream, streams = self._stream, self._container.streams  # a damaged file may have been opened again
         self._expected = self._listed_seconds(stream)
@@ -231,8 +324,41 @@ class FrameReader:
         h, w = self._first_array.shape[:2]
         self.info = VideoInfo(
             w, h, stream.frames or None, Fraction(rate) if rate else None, tb, self._orientation[0], depth,
-            stream.codec_context.pix_fmt or first.format.name, bool(streams.audio), False,
+            stream.codec_context.pix_fmt or first.format.name, bool(streams.audio), False, self._is_stream,
         )  # fmt: skip
+
+    def _why(self, e: BaseException) -> str:
+        """FFmpeg's reason for ``e`` on one line; PyAV's interrupt (a URL silent past its timeout) in words."""
+        import av
+
+        if isinstance(e, av.error.ExitError) and self._timeout is not None:
+            return f"no data for {self._timeout:g} s"  # what PyAV's timeout raises
+        return _reason(e)
+
+    def _open_error(self, e: BaseException) -> PahsError:
+        """The one-line error for a source FFmpeg cannot open."""
+        import av
+
+        why = self._why(e)
+        if self._kind == "stdin":  # FFmpeg says the same for an empty pipe and for one that holds no video
+            return PahsError(
+                f"expected a video on standard input, found nothing FFmpeg can read ({why}); pipe one in as y4m, "
+                "nut, matroska or mpegts (e.g. ffmpeg -i in.mov -f yuv4mpegpipe - | ...), or name a file"
+            )
+        if self._kind == "url":
+            if isinstance(e, (av.error.ExitError, av.error.TimeoutError)):
+                return PahsError(
+                    f"expected an answer from {self.name} within {self._timeout:g} s, found none ({why}); "
+                    "check the address and that the server is up"
+                )
+            return PahsError(
+                f"expected a video FFmpeg can read at {self.name}, found an address it cannot open ({why}); "
+                "check the URL"
+            )
+        return PahsError(
+            f"expected a video FFmpeg can read, found {self.name} that it cannot open ({why}); "
+            "check the file or convert it"
+        )
 
     @staticmethod
     def _listed_seconds(stream: Any) -> float | None:
@@ -269,7 +395,7 @@ class FrameReader:
                         if threaded:
                             retry = True
                             break
-                        self._stop_reason = f"reading stopped: {_reason(e)}"
+                        self._stop_reason = f"reading stopped: {self._why(e)}"
                         packet = None
                     if packet is None:
                         retry = threaded and self._short(delivered, first_pts, last_pts)
@@ -282,7 +408,7 @@ class FrameReader:
                                 retry = True
                                 break
                             self._skipped += 1
-                            self._skip_reason = self._skip_reason or _reason(e)
+                            self._skip_reason = self._skip_reason or self._why(e)
                             continue
                 for f in frames:
                     if skip and (f.pts is None or last_pts is None or f.pts <= last_pts):
@@ -323,12 +449,13 @@ class FrameReader:
         """Open the file again for a single-threaded pass; False if it was closed meanwhile or cannot be."""
         import av
 
+        assert not self._is_stream, "a stream cannot be opened twice"
         with self._lock:
             if self._container is None:
                 return False
             self._container.close()
             try:
-                self._container = av.open(str(self.path))
+                self._container = av.open(self._target, timeout=self._timeout)
             except (av.error.FFmpegError, OSError, ValueError):
                 self._container = None
                 return False
@@ -376,9 +503,11 @@ class FrameReader:
             if self._expected - span > max(2.0, 3 / fps):
                 lost.append(f"decoding ended {span:.2f} s into the {self._expected:.2f} s the container lists")
         if lost:
+            label = self.path.name if self.path is not None else self.name
+            why = "the stream is damaged or was cut short" if self._is_stream else "the file is damaged"
             message = (
-                f"{self.path.name}: {'; '.join(lost)}; restored the {decoded} frames that decode "
-                "(the file is damaged: re-export it to recover more)"
+                f"{label}: {'; '.join(lost)}; restored the {decoded} frames that decode "
+                f"({why}: re-export it to recover more)"
             )
             self.warnings.append(message)
             warnings.warn(message, stacklevel=3)
@@ -412,6 +541,9 @@ class FrameReader:
             if self._container is not None:
                 self._container.close()
                 self._container = None
+            if self._file is not None:
+                self._file.close()
+                self._file = None
         finally:
             self._lock.release()
 
@@ -422,9 +554,9 @@ class FrameReader:
         self.close()
 
 
-def open_input(path: str | Path) -> FrameReader:
-    """Open a video file or a folder of image frames for reading (see the module docstring)."""
-    path = Path(path)
-    if not path.exists():
-        raise PahsError(f"expected a video file or frame folder, found nothing at {path}; check the path")
-    return FrameReader(path)
+def open_input(source: str | Path) -> FrameReader:
+    """Open a video file, a folder of image frames, standard input (``-``) or a URL for reading (see the module
+    docstring)."""
+    if source_kind(source) == "path" and not Path(source).exists():
+        raise PahsError(f"expected a video file or frame folder, found nothing at {Path(source)}; check the path")
+    return FrameReader(source)

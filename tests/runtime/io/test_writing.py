@@ -195,7 +195,7 @@ def test_refusals(tmp_path):
     (tmp_path / "exists.mp4").write_bytes(b"x")
     with raises_one_line("exists.mp4 already there; pass --overwrite"):
         open_output(tmp_path / "exists.mp4", info, source=src)
-    with raises_one_line(r"ending in \.mp4, \.mov or \.mkv"):
+    with raises_one_line(r"ending in \.mp4, \.mov, \.mkv, \.y4m or \.nut"):
         open_output(tmp_path / "out.gif", info, source=src)
     with raises_one_line("not writable"):
         open_output(tmp_path / "exists.mp4" / "out.mp4", info)  # its "folder" is a file
