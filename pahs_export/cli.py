@@ -8,27 +8,45 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_common import DEBUG_HELP, entry_point, new_app, parse_size
-from .contract import PRECISIONS
+from .cli_common import (
+    DebugOpt,
+    Fp16Opt,
+    Int8Opt,
+    Precision,
+    Preset,
+    PresetOpt,
+    QuietOpt,
+    choices,
+    entry_point,
+    new_app,
+    parse_size,
+    precision_from_flags,
+    precision_option,
+    preset_option,
+    value_of,
+)
 from .onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from .precision import CALIBRATION_METHODS, INT8_TARGETS, Int8Options
-from .presets import DEFAULT_PRESET, PRESETS, get_preset
+from .presets import DEFAULT_PRESET, get_preset
+from .tensorrt_artifact import Profile
 from .verify import DEFAULT_FRAMES, DEFAULT_REDUCED_FRAMES, DEFAULT_SIZES
 
 app = new_app("Export PAHS to ONNX and TensorRT, verify the exported graphs, show model size and compute.")
 
-PresetOpt = Annotated[
-    Optional[str],
-    typer.Option("--preset", "-p", help=f"Model preset: {', '.join(PRESETS)} (default {DEFAULT_PRESET})."),
-]
-DebugOpt = Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)]
+CalibrationMethod = choices("CalibrationMethod", CALIBRATION_METHODS)
+Int8Target = choices("Int8Target", INT8_TARGETS)
 INFO_SIZE = (1280, 720)  # the paper's frame size
 INT8_DEFAULTS = Int8Options()
+PROFILE = Profile()  # the TensorRT optimization profile's defaults
+
+
+def _wxh(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
 
 
 @app.command()
 def info(
-    preset: PresetOpt = None,
+    preset: Annotated[Optional[Preset], preset_option(f"Model preset (default {DEFAULT_PRESET}).")] = None,
     size: Annotated[
         Optional[str], typer.Option("--size", help=f"Frame size WxH for FLOPs (default {INFO_SIZE[0]}x{INFO_SIZE[1]}).")
     ] = None,
@@ -38,7 +56,7 @@ def info(
     """Parameters (total and per module) and FLOPs per frame of a preset."""
     from .info import model_info
 
-    p = get_preset(preset or DEFAULT_PRESET)
+    p = get_preset(value_of(preset) or DEFAULT_PRESET)
     width, height = parse_size(size) if size else INFO_SIZE
     p.geometry.check_size(width, height, "a --size")
     mi = model_info(p.name, bidirectional=not unidirectional, width=width, height=height)
@@ -62,11 +80,19 @@ def info(
 @app.command()
 def onnx(
     checkpoint: Annotated[
-        Optional[Path], typer.Option("--checkpoint", "-c", help="Weights (.safetensors) to export.")
+        Optional[Path],
+        typer.Option(
+            "--checkpoint", "-c", help="Weights (.safetensors) to export (default: the preset's default weights)."
+        ),
     ] = None,
     preset: PresetOpt = None,
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Artifact folder to write (default PRESET-onnx-fp32).")
+        Optional[Path],
+        typer.Option(
+            "--output",
+            "-o",
+            help="Artifact folder to write (default PRESET-onnx-PRECISION, with -cpu for --int8-target cpu).",
+        ),
     ] = None,
     opset: Annotated[
         Optional[int],
@@ -75,33 +101,36 @@ def onnx(
     random_init: Annotated[
         bool, typer.Option("--random-init", help="Export random weights on purpose (no trained weights).")
     ] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for --random-init.")] = 0,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for --random-init (default 0).")] = None,
     unidirectional: Annotated[
         bool, typer.Option("--unidirectional", help="With --random-init: the online model (one step graph).")
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output folder.")] = False,
     precision: Annotated[
-        Optional[str], typer.Option("--precision", help=f"{' | '.join(PRECISIONS)} (int8: Q/DQ) (default fp32).")
+        Optional[Precision], precision_option("Precision of the graphs; int8: Q/DQ, calibrated (default fp32).")
     ] = None,
+    fp16: Fp16Opt = False,
+    int8: Int8Opt = False,
     calibration: Annotated[
         Optional[list[Path]],
-        typer.Option("--calibration", help="INT8: videos or frame folders to calibrate on (repeat; default: samples)."),
+        typer.Option(
+            "--calibration",
+            help="INT8: videos or frame folders to calibrate on (repeat; default: the built-in sample set).",
+        ),
     ] = None,
     calibration_method: Annotated[
-        Optional[str],
-        typer.Option(
-            "--calibration-method",
-            help=f"INT8: {' | '.join(CALIBRATION_METHODS)} (default {INT8_DEFAULTS.method}).",
-        ),
+        Optional[CalibrationMethod],
+        typer.Option("--calibration-method", help=f"INT8: how ranges are calibrated (default {INT8_DEFAULTS.method})."),
     ] = None,
     int8_target: Annotated[
-        Optional[str],
+        Optional[Int8Target],
         typer.Option(
             "--int8-target",
-            help=f"INT8: {' | '.join(INT8_TARGETS)}: tensorrt = symmetric, for TensorRT; cpu = for ONNX Runtime "
-            f"on x86 (default {INT8_DEFAULTS.target}).",
+            help="INT8: tensorrt = symmetric, for TensorRT; cpu = for ONNX Runtime and OpenVINO on x86 "
+            f"(default {INT8_DEFAULTS.target}).",
         ),
     ] = None,
+    quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Export single-step ONNX graphs (state as explicit inputs/outputs) and manifest.json into one folder."""
@@ -111,13 +140,12 @@ def onnx(
     from .onnx_export import artifact_from_model
     from .weights import resolve_model
 
-    prec = precision or "fp32"
-    if prec not in PRECISIONS:
-        raise PahsError(f"expected --precision among {', '.join(PRECISIONS)}, found {prec!r}")
-    if prec != "int8" and (calibration or calibration_method or int8_target):
+    prec = precision_from_flags(precision, fp16, int8) or "fp32"
+    method, target = value_of(calibration_method), value_of(int8_target)
+    if prec != "int8" and (calibration or method or target):
         raise PahsError(f"expected INT8 options only with --precision int8, found --precision {prec}")
-    int8_changes = {"method": calibration_method, "target": int8_target}
-    int8 = replace(INT8_DEFAULTS, **{k: v for k, v in int8_changes.items() if v is not None})
+    int8_changes = {"method": method, "target": target}
+    int8_options = replace(INT8_DEFAULTS, **{k: v for k, v in int8_changes.items() if v is not None})
     cal = None
     if prec == "int8":
         from calibration.data import DEFAULT_SET, CalibrationSet
@@ -125,9 +153,13 @@ def onnx(
         cal = CalibrationSet(paths=tuple(str(p) for p in calibration)) if calibration else DEFAULT_SET
 
     model, source = resolve_model(
-        checkpoint, preset, random_init=random_init, seed=seed, bidirectional=False if unidirectional else None
+        checkpoint,
+        value_of(preset),
+        random_init=random_init,
+        bidirectional=False if unidirectional else None,
+        **({"seed": seed} if seed is not None else {}),
     )
-    suffix = "-cpu" if prec == "int8" and int8.target == "cpu" else ""
+    suffix = "-cpu" if prec == "int8" and int8_options.target == "cpu" else ""
     out = output or Path(f"{model.preset.name}-onnx-{prec}{suffix}")
     artifact_from_model(
         model,
@@ -136,9 +168,9 @@ def onnx(
         opset=opset or DEFAULT_OPSET,
         include_checkpoint=source["kind"] == "random-init",
         overwrite=overwrite,
-        progress=lambda msg: typer.echo(msg, err=True),
+        progress=None if quiet else lambda msg: typer.echo(msg, err=True),
         precision=prec,
-        int8=int8,
+        int8=int8_options,
         calibration=cal,
     )
     direction = "bidirectional" if model.bidirectional else "unidirectional"
@@ -211,29 +243,50 @@ def verify(
 
 @app.command()
 def trt(
-    fp16: Annotated[bool, typer.Option("--fp16", help="Build from the FP16 graph.")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="Build from the INT8 (Q/DQ) graph.")] = False,
+    precision: Annotated[
+        Optional[Precision],
+        precision_option("Precision of the engines (default: the --onnx artifact's, else fp32)."),
+    ] = None,
+    fp16: Fp16Opt = False,
+    int8: Int8Opt = False,
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="Engine artifact folder (default pahs.plan).")
     ] = None,
     onnx_artifact: Annotated[
         Optional[Path], typer.Option("--onnx", help="Build from this ONNX artifact (default: export one now).")
     ] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Weights to export.")] = None,
-    preset: PresetOpt = None,
-    min_size: Annotated[Optional[str], typer.Option("--min", help="Smallest frame WxH (default 64x64).")] = None,
-    opt_size: Annotated[Optional[str], typer.Option("--opt", help="Frame WxH to tune for (default 1280x720).")] = None,
-    max_size: Annotated[Optional[str], typer.Option("--max", help="Largest frame WxH (default 1920x1088).")] = None,
-    max_batch: Annotated[Optional[int], typer.Option("--max-batch", help="Largest batch (default 1).")] = None,
-    opt_level: Annotated[
-        Optional[int], typer.Option("--opt-level", help="Builder optimization level 0-5 (TensorRT default).")
+    checkpoint: Annotated[
+        Optional[Path],
+        typer.Option("--checkpoint", "-c", help="Weights to export (default: the preset's default weights)."),
     ] = None,
-    workspace: Annotated[Optional[float], typer.Option("--workspace", help="Workspace limit in GiB.")] = None,
+    preset: PresetOpt = None,
+    min_size: Annotated[
+        Optional[str], typer.Option("--min", help=f"Smallest frame WxH (default {_wxh(PROFILE.min_size)}).")
+    ] = None,
+    opt_size: Annotated[
+        Optional[str], typer.Option("--opt", help=f"Frame WxH to tune for (default {_wxh(PROFILE.opt_size)}).")
+    ] = None,
+    max_size: Annotated[
+        Optional[str], typer.Option("--max", help=f"Largest frame WxH (default {_wxh(PROFILE.max_size)}).")
+    ] = None,
+    max_batch: Annotated[
+        Optional[int], typer.Option("--max-batch", help=f"Largest batch (default {PROFILE.max_batch}).")
+    ] = None,
+    opt_level: Annotated[
+        Optional[int], typer.Option("--opt-level", help="Builder optimization level 0-5 (default: TensorRT's, 3).")
+    ] = None,
+    workspace: Annotated[
+        Optional[float], typer.Option("--workspace", help="Workspace limit in GiB (default: TensorRT's).")
+    ] = None,
     timing_cache: Annotated[
-        Optional[Path], typer.Option("--timing-cache", help="Timing cache file to reuse (default: in the artifact).")
+        Optional[Path],
+        typer.Option("--timing-cache", help="Timing cache file to reuse and extend (default: in the output)."),
     ] = None,
     verify_frames: Annotated[
-        Optional[int], typer.Option("--verify", help="Compare the engines with PyTorch over N frames after building.")
+        Optional[int],
+        typer.Option(
+            "--verify", help="Compare the engines with PyTorch over N frames (N >= 1) after building (default: no)."
+        ),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     debug: DebugOpt = False,
@@ -242,41 +295,46 @@ def trt(
     from dataclasses import replace
 
     from .errors import PahsError
-    from .tensorrt_artifact import Profile, require_tensorrt
+    from .tensorrt_artifact import require_tensorrt
     from .tensorrt_build import BuildOptions, check_buildable, trt_artifact_from_onnx
 
-    if fp16 and int8:
-        raise PahsError("expected at most one of --fp16 and --int8, found both; pick one")
-    precision = "fp16" if fp16 else "int8" if int8 else "fp32"
+    asked = precision_from_flags(precision, fp16, int8)
+    if verify_frames is not None and verify_frames < 1:
+        raise PahsError(
+            f"expected --verify N with N at least 1 frame, found {verify_frames}; give a positive count, or drop "
+            "--verify to skip the check"
+        )
     sizes = {
         k: parse_size(v) for k, v in {"min_size": min_size, "opt_size": opt_size, "max_size": max_size}.items() if v
     }
     batch = {"max_batch": max_batch} if max_batch else {}
-    profile = replace(Profile(), **sizes, **batch)
+    profile = replace(PROFILE, **sizes, **batch)
     out = output or Path("pahs.plan")
     if onnx_artifact is not None:
         from .artifact import read_artifact
 
-        check_buildable(read_artifact(onnx_artifact), precision)
+        art = read_artifact(onnx_artifact)
+        check_buildable(art, asked)
+        prec = art.precision
+    else:
+        prec = asked or "fp32"
     require_tensorrt()  # before any heavy work: without TensorRT nothing else is worth doing
     if onnx_artifact is None:
         from .onnx_export import artifact_from_model
         from .weights import resolve_model
 
-        model, source = resolve_model(checkpoint, preset)
-        onnx_artifact = out.with_name(f"{out.stem}-onnx-{precision}")
+        model, source = resolve_model(checkpoint, value_of(preset))
+        onnx_artifact = out.with_name(f"{out.stem}-onnx-{prec}")
         cal = None
-        if precision == "int8":
+        if prec == "int8":
             from calibration.data import DEFAULT_SET
 
             cal = DEFAULT_SET
-        artifact_from_model(
-            model, onnx_artifact, source=source, precision=precision, overwrite=overwrite, calibration=cal
-        )
+        artifact_from_model(model, onnx_artifact, source=source, precision=prec, overwrite=overwrite, calibration=cal)
     options = BuildOptions(profile, opt_level, workspace, timing_cache)
-    trt_artifact_from_onnx(onnx_artifact, out, options, overwrite=overwrite, precision=precision)
-    typer.echo(f"wrote {out}/ ({precision} engines, profile {profile.describe()})")
-    if verify_frames:
+    trt_artifact_from_onnx(onnx_artifact, out, options, overwrite=overwrite, precision=prec)
+    typer.echo(f"wrote {out}/ ({prec} engines, profile {profile.describe()})")
+    if verify_frames is not None:
         from runtime.backends.trt_backend import TensorRTBackend
 
         from .artifact import read_artifact
@@ -286,11 +344,11 @@ def trt(
 
         model = reference_model(read_artifact(onnx_artifact))
         w, h = profile.opt_size
-        results = verify_backend(TensorRTBackend(out), model, [sample_pair(verify_frames, w, h)], TOLERANCES[precision])
+        results = verify_backend(TensorRTBackend(out), model, [sample_pair(verify_frames, w, h)], TOLERANCES[prec])
         worst = results[0]
-        what = f"TensorRT {precision} vs PyTorch over {verify_frames} frames at {w}x{h}: worst max abs "
+        what = f"TensorRT {prec} vs PyTorch over {verify_frames} frames at {w}x{h}: worst max abs "
         what += f"{worst.worst_max_abs:.2e}, worst PSNR {worst.worst_psnr:.2f} dB"
-        typer.echo(verdict(worst.passed, what, TOLERANCES[precision]))
+        typer.echo(verdict(worst.passed, what, TOLERANCES[prec]))
         if not worst.passed:
             raise typer.Exit(1)
 

@@ -2,29 +2,51 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from ..cli_common import DEBUG_HELP, entry_point, new_app
-from ..presets import DEFAULT_LOOKAHEAD
+from ..cli_common import (
+    DebugOpt,
+    Preset,
+    QuietOpt,
+    choices,
+    device_option,
+    entry_point,
+    new_app,
+    preset_option,
+    value_of,
+)
+from ..presets import DEFAULT_LOOKAHEAD, DEFAULT_PRESET
+from .datasets import LAYOUTS
 from .evaluate import EVAL_FRAMES, EVAL_SEQUENCES, EVAL_SIZE
 from .train import TrainConfig
 
 train_app = new_app("Train PAHS (L1 + Adam) on synthetic GOPRO-style clips or a dataset folder.")
 DEFAULTS = TrainConfig()
+Layout = choices("Layout", (*LAYOUTS, "x4k"))
 
 
-def _opt(name: str, help_text: str):
-    return typer.Option(f"--{name}", help=f"{help_text} (default {getattr(DEFAULTS, name.replace('-', '_'))}).")
+def _opt(name: str, help_text: str, default: str | None = None):
+    """An option whose default is TrainConfig's (``default``: how to say it when the value alone says nothing)."""
+    value = getattr(DEFAULTS, name.replace("-", "_")) if default is None else default
+    return typer.Option(f"--{name}", help=f"{help_text} (default {value}).")
 
 
 @train_app.command()
 def train(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, train_state.pt, log.jsonl.")],
-    preset: Annotated[Optional[str], _opt("preset", "Model preset")] = None,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", "--out", help="Run folder: checkpoints, train_state.pt, log.jsonl.", show_default=False
+        ),
+    ],
+    preset: Annotated[
+        Optional[Preset], preset_option(f"Model preset (default {DEFAULTS.preset}; with --init: its preset).")
+    ] = None,
     steps: Annotated[Optional[int], _opt("steps", "Optimizer steps")] = None,
     batch: Annotated[Optional[int], _opt("batch", "Clips per step")] = None,
     frames: Annotated[Optional[int], _opt("frames", "Frames per clip")] = None,
@@ -32,15 +54,17 @@ def train(
     lr: Annotated[Optional[float], _opt("lr", "Initial learning rate, cosine decay")] = None,
     lookahead: Annotated[Optional[int], _opt("lookahead", "Backward window while training")] = None,
     seed: Annotated[Optional[int], _opt("seed", "Seed of everything random")] = None,
-    init: Annotated[Optional[str], _opt("init", "Start from this checkpoint (fine-tune)")] = None,
-    data: Annotated[Optional[str], _opt("data", "Dataset folder; synthetic clips when not given")] = None,
+    init: Annotated[
+        Optional[str], _opt("init", "Start from this checkpoint (fine-tune)", "none: from random weights")
+    ] = None,
+    data: Annotated[Optional[str], _opt("data", "Dataset folder", "none: synthetic GOPRO-style clips")] = None,
     layout: Annotated[
-        Optional[str],
-        _opt("layout", "Dataset layout gopro|dvd|reds|paired, or x4k (1000 fps clips mixed with synthetic)"),
+        Optional[Layout],
+        _opt("layout", "Layout of --data; x4k: 1000 fps clips mixed with synthetic ones", "detected from --data"),
     ] = None,
     val_every: Annotated[Optional[int], _opt("val-every", "Steps between validations and checkpoints")] = None,
     workers: Annotated[Optional[int], _opt("workers", "Data-loading processes")] = None,
-    device: Annotated[Optional[str], _opt("device", "cpu or cuda")] = None,
+    device: Annotated[Optional[str], device_option(DEFAULTS.device)] = None,
     amp: Annotated[
         Optional[bool],
         typer.Option(
@@ -48,15 +72,15 @@ def train(
             help="bf16 autocast on CUDA and on CPUs with native bf16; --no-amp trains in FP32 (default --amp).",
         ),
     ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output.")] = False,
     stop_after: Annotated[
         Optional[int], typer.Option("--stop-after", help="Stop after N steps now (checkpointed); --resume later.")
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)] = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Train a model; the run folder's last.safetensors is a checkpoint for `pahs-export onnx --checkpoint`."""
-    given = dict(locals())
+    given = {name: value_of(value) for name, value in locals().items()}
     changes = {f.name: given[f.name] for f in fields(TrainConfig) if given.get(f.name) is not None}
     from .train import train as run_training
 
@@ -77,28 +101,36 @@ def evaluate(
         Optional[Path], typer.Option("--checkpoint", "-c", help="Weights to score (default: the preset's default).")
     ] = None,
     preset: Annotated[
-        Optional[str], typer.Option("--preset", "-p", help="Preset whose default weights to score.")
+        Optional[Preset],
+        preset_option(
+            f"Preset whose default weights to score (default {DEFAULT_PRESET}; with --checkpoint: its preset)."
+        ),
     ] = None,
     data: Annotated[Optional[str], typer.Option("--data", help="Dataset folder (default: held-out synthetic).")] = None,
     layout: Annotated[
-        Optional[str], typer.Option("--layout", help="gopro|dvd|reds|paired|x4k (default: detect).")
+        Optional[Layout], typer.Option("--layout", help="Layout of --data (default: detected from --data).")
     ] = None,
     sequences: Annotated[
         Optional[int], typer.Option("--sequences", help=f"Synthetic sequences (default {EVAL_SEQUENCES}).")
     ] = None,
     frames: Annotated[
-        Optional[int], typer.Option("--frames", help=f"Frames per synthetic sequence (default {EVAL_FRAMES}).")
+        Optional[int], typer.Option("--frames", "-n", help=f"Frames per synthetic sequence (default {EVAL_FRAMES}).")
     ] = None,
     size: Annotated[
         Optional[str],
         typer.Option("--size", help=f"Synthetic frame size WxH (default {EVAL_SIZE[0]}x{EVAL_SIZE[1]})."),
     ] = None,
-    max_frames: Annotated[Optional[int], typer.Option("--max-frames", help="Frames per dataset sequence.")] = None,
-    lookahead: Annotated[
-        Optional[int], typer.Option("--lookahead", help=f"Backward window (default {DEFAULT_LOOKAHEAD}).")
+    max_frames: Annotated[
+        Optional[int], typer.Option("--max-frames", help="Frames per dataset sequence (default: all).")
     ] = None,
+    lookahead: Annotated[
+        Optional[int],
+        typer.Option("--lookahead", "-l", help=f"Future frames each frame sees (default {DEFAULT_LOOKAHEAD})."),
+    ] = None,
+    device: Annotated[Optional[str], device_option("cpu", "where to restore")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON.")] = None,
-    debug: Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)] = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """PSNR/SSIM of the blurry input and of the restored output against ground truth, per sequence and overall."""
     import json
@@ -108,17 +140,29 @@ def evaluate(
     from .evaluate import dataset_sequences, synthetic_sequences
     from .evaluate import evaluate as run_eval
 
-    model, source = resolve_model(checkpoint, preset)
+    model, source = resolve_model(checkpoint, value_of(preset))
+    if device is not None:
+        model = model.to(device)
     if data is not None:
-        seqs = dataset_sequences(data, layout, max_frames)
+        seqs = dataset_sequences(data, value_of(layout), max_frames)
     else:
         width, height = parse_size(size) if size else EVAL_SIZE
         seqs = synthetic_sequences(sequences or EVAL_SEQUENCES, frames or EVAL_FRAMES, width, height)
+    if not quiet:
+        seqs = _announced(seqs)
     report = run_eval(model, seqs, lookahead=DEFAULT_LOOKAHEAD if lookahead is None else lookahead)
     typer.echo(f"model: {model.preset.name}, weights: {source.get('path', source['kind'])}")
     typer.echo(report.table())
     if json_out:
         json_out.write_text(json.dumps(report.to_json() | {"weights": source}, indent=2) + "\n")
+
+
+def _announced(sequences: Iterable[tuple[str, Any, Any]]) -> Iterator[tuple[str, Any, Any]]:
+    """The sequences, each announced on stderr as it is scored (``pahs-eval: scoring NAME (T frames, WxH)``)."""
+    for name, blurry, sharp in sequences:
+        t, _, h, w = blurry.shape
+        typer.echo(f"pahs-eval: scoring {name} ({t} frames, {w}x{h})", err=True)
+        yield name, blurry, sharp
 
 
 eval_main = entry_point(eval_app, "pahs-eval")

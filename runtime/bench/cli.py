@@ -8,37 +8,53 @@ from typing import Annotated, Optional
 
 import typer
 
-from pahs_export.cli_common import DEBUG_HELP, entry_point, new_app, parse_size
+from pahs_export.cli_common import (
+    DebugOpt,
+    Preset,
+    QuietOpt,
+    choices,
+    device_option,
+    entry_point,
+    new_app,
+    parse_size,
+    values_of,
+)
 from pahs_export.contract import check_size_multiple
 from pahs_export.presets import DEFAULT_LOOKAHEAD, DEFAULT_PRESET, get_preset
 
 from ..driver import DEFAULT_CHUNK
 from .measure import DEFAULT_FRAMES, DEFAULT_REPS, DEFAULT_SIZE
 from .report import plot_fps, table
+from .variants import VARIANTS, Engine, growth_curves, run_bench
 
 DEFAULT_SIZE_TEXT = f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}"
 
 app = new_app("Measure every available backend and precision side by side (speed, memory, FLOP/s).")
+Variant = choices("Variant", VARIANTS)
 
 
 @app.command()
 def bench(
     presets: Annotated[
-        Optional[list[str]],
+        Optional[list[Preset]],
         typer.Option(
-            "--presets", "-p", help=f"Presets (default: those of the --engine artifacts, else {DEFAULT_PRESET})."
+            "--presets",
+            "-p",
+            help=f"Model presets (repeat; default: those of the --engine artifacts, else {DEFAULT_PRESET}).",
         ),
     ] = None,
     sizes: Annotated[
         Optional[list[str]], typer.Option("--sizes", "-s", help=f"Frame sizes WxH (default {DEFAULT_SIZE_TEXT}).")
     ] = None,
     backends: Annotated[
-        Optional[list[str]],
+        Optional[list[Variant]],
         typer.Option(
             "--backends",
             "-b",
-            help="Variants, e.g. torch onnxruntime-int8 (default: all CPU ones, and the TensorRT ones an "
-            "--engine serves).",
+            help=f"Variants to measure (repeat): {', '.join(VARIANTS)}; the INT8 variants of onnxruntime and "
+            "openvino run the CPU-target graph, onnxruntime-int8-tensorrt TensorRT's conventions (default: every "
+            "CPU variant, and the TensorRT ones an --engine serves).",
+            metavar="<VARIANT>",
         ),
     ] = None,
     engines: Annotated[
@@ -54,9 +70,12 @@ def bench(
         Optional[int], typer.Option("--frames", "-n", help=f"Frames per repetition (default {DEFAULT_FRAMES}).")
     ] = None,
     lookahead: Annotated[
-        Optional[int], typer.Option("--lookahead", help=f"Lookahead N (default {DEFAULT_LOOKAHEAD}).")
+        Optional[int],
+        typer.Option("--lookahead", "-l", help=f"Future frames each frame sees (default {DEFAULT_LOOKAHEAD})."),
     ] = None,
-    chunk: Annotated[Optional[int], typer.Option("--chunk", help=f"Chunk K (default {DEFAULT_CHUNK}).")] = None,
+    chunk: Annotated[
+        Optional[int], typer.Option("--chunk", help=f"Frames per backward run (default {DEFAULT_CHUNK}).")
+    ] = None,
     reps: Annotated[
         Optional[int], typer.Option("--reps", help=f"Repetitions; the median is reported (default {DEFAULT_REPS}).")
     ] = None,
@@ -65,26 +84,28 @@ def bench(
     ] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="PNG of frames/s against resolution.")] = None,
-    debug: Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)] = False,
+    device: Annotated[
+        Optional[str],
+        device_option("cuda", "the GPU of the CUDA variants (torch-cuda*, tensorrt*); cpu keeps only the CPU variants"),
+    ] = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
     """Benchmark: steady-state frames/s, time per graph, peak memory, FLOP/s vs a matmul ceiling, ratios."""
-    from .variants import Engine, growth_curves, run_bench  # exports artifacts: loaded when the bench runs
-
     la = DEFAULT_LOOKAHEAD if lookahead is None else lookahead
     k = DEFAULT_CHUNK if chunk is None else chunk
     engine_list = [Engine.read(e) for e in engines or []]
-    if not presets:
-        presets = list(dict.fromkeys(e.preset for e in engine_list)) or [DEFAULT_PRESET]
-    multiple = max(get_preset(p).stride for p in presets)
+    names = values_of(presets) or list(dict.fromkeys(e.preset for e in engine_list)) or [DEFAULT_PRESET]
+    multiple = max(get_preset(p).stride for p in names)
     size_list = [parse_size(s) for s in sizes] if sizes else [DEFAULT_SIZE]
     for w, h in size_list:
         check_size_multiple(w, h, multiple, "--sizes")
     report = run_bench(
-        presets, size_list, backends or None, frames or DEFAULT_FRAMES, la, k, reps or DEFAULT_REPS,
-        log=lambda m: typer.echo(m, err=True), engines=engine_list,
+        names, size_list, values_of(backends), frames or DEFAULT_FRAMES, la, k, reps or DEFAULT_REPS,
+        log=(lambda m: None) if quiet else lambda m: typer.echo(m, err=True), engines=engine_list, device=device,
     )  # fmt: skip
     if growth:
-        report.growth = growth_curves(presets[0], size_list[0], la, k)
+        report.growth = growth_curves(names[0], size_list[0], la, k)
     typer.echo(table(report))
     if json_out:
         json_out.write_text(json.dumps(report.to_json(), indent=2) + "\n")

@@ -1,11 +1,15 @@
 """The variants `pahs-bench` compares, the artifacts each needs, and the run over presets, sizes and variants.
 
-A variant is a backend, a precision, CUDA graphs or not, and a device. Its engine is one the bench makes
-(with random weights: speed does not depend on the weights' values, and every preset can be measured, not
-only those with trained weights): a checkpoint for torch, an ONNX export for onnxruntime. TensorRT engines
-are built on the GPU machine by `pahs-export trt`, so the TensorRT variants run only from a prepared artifact
-passed with ``--engine``. Every variant opens through :func:`runtime.engines.open_backend`, as `pahs-run`
-does. Top layer: this module exports artifacts.
+A variant is a backend, a precision, CUDA graphs or not, and a device, and its name says them the way
+`pahs-run` and `pahs-export` spell them (``torch-cuda-fp16``, ``tensorrt-fp16-graphs``). The INT8 variant of a
+CPU runtime (``onnxruntime-int8``, ``openvino-int8``) runs the CPU-target graph (``--int8-target cpu``): that is
+what ``--precision int8`` means on a CPU runtime; ``onnxruntime-int8-tensorrt`` runs TensorRT's Q/DQ conventions
+on ONNX Runtime (OpenVINO refuses those graphs, so there is no openvino twin). Its engine is one the bench
+makes (with random weights: speed does not depend on the weights' values, and every preset can be measured,
+not only those with trained weights): a checkpoint for torch, an ONNX export for onnxruntime and openvino
+(one export per precision, shared by both). TensorRT engines are built on the GPU machine by `pahs-export
+trt`, so the TensorRT variants run only from a prepared artifact passed with ``--engine``. Every variant opens
+through :func:`runtime.engines.open_backend`, as `pahs-run` does. Top layer: this module exports artifacts.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import torch
 from pahs.defaults import DEFAULT_SET
 from pahs_export.artifact import read_manifest
 from pahs_export.checkpoint import build_model, load_model, read_metadata, save_checkpoint
+from pahs_export.cli_common import library_version
 from pahs_export.errors import PahsError
 from pahs_export.onnx_export import artifact_from_model
 from pahs_export.precision import Int8Options
@@ -30,7 +35,7 @@ from pahs_export.presets import DEFAULT_LOOKAHEAD
 
 from ..backends import Backend
 from ..driver import DEFAULT_CHUNK, restore_stream
-from ..engines import ENGINE_KINDS, default_backend, engine_kind, open_backend
+from ..engines import default_backend, engine_kind, open_backend
 from .measure import (
     DEFAULT_REPS,
     gflop_per_frame,
@@ -66,15 +71,20 @@ class Engine:
         return cls(path, kind, manifest.preset, manifest.precision)
 
 
+# The kind of engine each runtime.engines backend runs (one of runtime.engines.ENGINE_KINDS).
+BACKEND_KINDS = {"torch": "checkpoint", "onnxruntime": "onnx", "openvino": "onnx", "tensorrt": "tensorrt"}
+
+
 @dataclass(frozen=True)
 class Variant:
     """How one variant runs; ``engine`` None: the bench makes the artifact itself."""
 
-    backend: str  # a runtime.engines backend: torch, onnxruntime, tensorrt
-    precision: str  # fp32, fp16, bf16 (torch: autocast), int8, int8-cpu (onnxruntime: its x86 INT8 recipe)
+    backend: str  # a runtime.engines backend: torch, onnxruntime, openvino, tensorrt
+    precision: str  # fp32, fp16, bf16 (torch: autocast), int8
     cuda_graphs: bool = False
-    device: str = "cpu"
+    device: str = "cpu"  # cpu, or cuda (pahs-bench --device cuda:N picks the GPU)
     engine: Engine | None = None
+    int8_target: str | None = None  # INT8 ONNX graphs the bench exports: "cpu" (x86 runtimes) or "tensorrt"
 
     @property
     def autocast(self) -> str | None:
@@ -83,16 +93,23 @@ class Variant:
 
     @property
     def kind(self) -> str:
-        """The kind of engine the backend runs natively (checkpoint, onnx or tensorrt)."""
-        return next(k for k in ENGINE_KINDS if default_backend(k) == self.backend)
+        """The kind of engine the backend runs (checkpoint, onnx or tensorrt)."""
+        return BACKEND_KINDS[self.backend]
+
+    @property
+    def on_cuda(self) -> bool:
+        return self.device.startswith("cuda")
 
 
 VARIANTS: dict[str, Variant] = {
     "torch": Variant("torch", "fp32"),
     "onnxruntime-fp32": Variant("onnxruntime", "fp32"),
     "onnxruntime-fp16": Variant("onnxruntime", "fp16"),
-    "onnxruntime-int8": Variant("onnxruntime", "int8"),  # TensorRT's Q/DQ conventions
-    "onnxruntime-int8-cpu": Variant("onnxruntime", "int8-cpu"),  # ONNX Runtime's x86 recipe
+    "onnxruntime-int8": Variant("onnxruntime", "int8", int8_target="cpu"),  # ONNX Runtime's x86 recipe
+    "onnxruntime-int8-tensorrt": Variant("onnxruntime", "int8", int8_target="tensorrt"),  # TensorRT's Q/DQ
+    "openvino-fp32": Variant("openvino", "fp32"),
+    "openvino-fp16": Variant("openvino", "fp16"),
+    "openvino-int8": Variant("openvino", "int8", int8_target="cpu"),  # OpenVINO refuses TensorRT's conventions
     "torch-cuda": Variant("torch", "fp32", device="cuda"),
     "torch-cuda-graphs": Variant("torch", "fp32", cuda_graphs=True, device="cuda"),
     "torch-cuda-fp16": Variant("torch", "fp16", device="cuda"),  # autocast
@@ -101,22 +118,34 @@ VARIANTS: dict[str, Variant] = {
     "tensorrt-fp16-graphs": Variant("tensorrt", "fp16", cuda_graphs=True, device="cuda"),
     "tensorrt-int8": Variant("tensorrt", "int8", device="cuda"),
 }
-CPU_VARIANTS = tuple(name for name, v in VARIANTS.items() if v.device == "cpu")
+CPU_VARIANTS = tuple(name for name, v in VARIANTS.items() if not v.on_cuda)
 
 
 def plan_variants(
-    variants: Iterable[str] | None, engines: Iterable[Engine] = (), presets: Sequence[str] | None = None
+    variants: Iterable[str] | None,
+    engines: Iterable[Engine] = (),
+    presets: Sequence[str] | None = None,
+    device: str | None = None,
 ) -> dict[str, Variant]:
     """Variant name -> how it runs, with the ``engines`` given: a TensorRT one serves the TensorRT variants of
     its precision; any other adds a variant ``<its default backend>-<precision> (<file name>)``.
 
     ``variants`` None: the CPU variants, and the TensorRT ones that an engine serves. ``presets``: those of the
-    run; every engine must have been made from one of them."""
+    run; every engine must have been made from one of them. ``device``: the GPU of the CUDA variants (cuda or
+    cuda:N; None: cuda), or cpu: the CPU variants only (asking for a CUDA one is then an error)."""
     engines = list(engines)
     variants = None if variants is None else list(variants)
     for name in variants or ():
         if name not in VARIANTS:
             raise PahsError(f"unknown backend variant {name!r}: expected some of {', '.join(VARIANTS)}")
+    if device == "cpu":
+        cuda = [n for n in variants or () if VARIANTS[n].on_cuda]
+        cuda += [f"--engine {e.path}" for e in engines if e.kind == "tensorrt"]
+        if cuda:
+            raise PahsError(
+                f"expected only CPU variants with --device cpu, found {', '.join(cuda)}; drop them, or pass "
+                "--device cuda (or cuda:N) to run them"
+            )
     trt: dict[str, Engine] = {}
     for e in engines:
         if presets is not None and e.preset not in presets:
@@ -149,6 +178,8 @@ def plan_variants(
     plan: dict[str, Variant] = {}
     for name in variants:
         v = VARIANTS[name]
+        if v.on_cuda and device is not None:
+            v = replace(v, device=device)
         plan[name] = replace(v, engine=trt.get(v.precision)) if v.kind == "tensorrt" else v
     for e in engines:
         if e.kind == "tensorrt":
@@ -187,20 +218,26 @@ class _Artifacts:
                 f"needs a TensorRT {variant.precision} engine, which the bench cannot build: build one with "
                 "`pahs-export trt` on this machine and pass it with --engine"
             )
-        return self._onnx(variant.precision)
+        return self._onnx(variant.precision, variant.int8_target)
 
-    def _onnx(self, precision: str) -> Path:
-        if precision not in self._cache:
-            base = precision[:4]  # int8-cpu: an int8 export with ONNX Runtime's recipe
+    def _onnx(self, precision: str, int8_target: str | None = None) -> Path:
+        """The ONNX export of ``precision`` (INT8: for ``int8_target``), shared by onnxruntime and openvino."""
+        name = f"{precision}-{int8_target}" if precision == "int8" else precision
+        if name not in self._cache:
             # INT8: calibrated on the project's default set, as `pahs-export onnx` does
-            calibration = DEFAULT_SET if base == "int8" else None
-            out = self.folder / f"{self.preset}-{precision}"
+            calibration = DEFAULT_SET if precision == "int8" else None
+            out = self.folder / f"{self.preset}-{name}"
             source = {"kind": "file", "path": str(self.checkpoint()), "sha256": ""}
-            int8 = Int8Options(target="cpu" if precision == "int8-cpu" else "tensorrt")
-            self._cache[precision] = artifact_from_model(
-                load_model(self.checkpoint()), out, source=source, precision=base, int8=int8, calibration=calibration
+            int8 = Int8Options(target=int8_target or "tensorrt")
+            self._cache[name] = artifact_from_model(
+                load_model(self.checkpoint()),
+                out,
+                source=source,
+                precision=precision,
+                int8=int8,
+                calibration=calibration,
             )
-        return self._cache[precision]
+        return self._cache[name]
 
 
 def _machine() -> dict[str, str]:
@@ -212,12 +249,7 @@ def _machine() -> dict[str, str]:
         "python": platform.python_version(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "none",
     }
-    try:
-        import onnxruntime
-
-        machine["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        pass
+    machine |= {library: library_version(library) for library in ("onnxruntime", "openvino")}
     return machine
 
 
@@ -232,14 +264,17 @@ def run_bench(
     workdir: Path | None = None,
     log: Callable[[str], None] = print,
     engines: Iterable[str | Path | Engine] = (),
+    device: str | None = None,
 ) -> Report:
     """Measure every (preset, size, variant); variants that cannot run here are listed with the reason.
 
     ``variants`` None: the CPU ones and the TensorRT ones that ``engines`` serve. ``engines``: prepared
-    artifacts (see :func:`plan_variants`), each measured with the preset it was made from."""
+    artifacts (see :func:`plan_variants`), each measured with the preset it was made from. ``device``: the GPU
+    of the CUDA variants, or cpu for the CPU variants only (see :func:`plan_variants`)."""
     presets, sizes = list(presets), list(sizes)
     read = [e if isinstance(e, Engine) else Engine.read(e) for e in engines]
-    plan = plan_variants(None if variants is None else list(variants), read, presets)
+    plan = plan_variants(None if variants is None else list(variants), read, presets, device)
+    nw = max((len(name) for name in plan), default=0)
     torch.set_num_threads(torch.get_num_threads())
     report = Report(machine=_machine(), ceiling_gflops=matmul_ceiling())
     log(f"matmul ceiling: {report.ceiling_gflops:.1f} GFLOP/s (FP32, {torch.get_num_threads()} threads)")
@@ -252,7 +287,7 @@ def run_bench(
                 for name, variant in plan.items():
                     if variant.engine is not None and variant.engine.preset != preset:
                         continue  # measured with its own preset
-                    if variant.device == "cuda" and not torch.cuda.is_available():
+                    if variant.on_cuda and not torch.cuda.is_available():
                         report.skipped[name] = "needs a CUDA GPU"
                         continue
                     try:
@@ -276,7 +311,7 @@ def run_bench(
                     )  # fmt: skip
                     report.results.append(result)
                     log(
-                        f"{preset} {width}x{height} {name:<18} {med:7.2f} frames/s  {result.gflops:7.1f} GFLOP/s "
+                        f"{preset} {width}x{height} {name:<{nw}} {med:7.2f} frames/s  {result.gflops:7.1f} GFLOP/s "
                         f"({result.ceiling_fraction:.0%} of ceiling)  peak host {result.peak_host_mib:.0f} MiB"
                     )
                 try:

@@ -52,7 +52,12 @@ def test_info_default_preset_and_size():
 
 
 def test_unknown_preset():
-    assert_one_line_error(run("pahs-export", "info", "--preset", "big"), "unknown preset 'big'", "pahs-s")
+    """A preset is a choice: click refuses others, in one line that lists them."""
+    result = run("pahs-export", "info", "--preset", "big")
+    assert_one_line_error(
+        result, "pahs-export: error:", "'big' is not one of", "'pahs-s'", "see 'pahs-export info --help'"
+    )
+    assert result.returncode == 2
 
 
 @pytest.mark.parametrize(("size", "fragment"), [("640", "WIDTHxHEIGHT"), ("650x368", "multiples of 16")])
@@ -61,7 +66,7 @@ def test_bad_size(size, fragment):
 
 
 def test_debug_shows_traceback():
-    result = run("pahs-export", "info", "--preset", "big", "--debug")
+    result = run("pahs-export", "info", "--size", "640", "--debug")
     assert result.returncode != 0 and "Traceback" in result.stderr and "PahsError" in result.stderr
 
 
@@ -76,9 +81,31 @@ def test_trt_without_tensorrt_says_what_to_install():
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "art"
-    result = run("pahs-export", "onnx", "--random-init", "--seed", "1", "-o", str(out))
+    result = run("pahs-export", "onnx", "--random-init", "--seed", "1", "-o", str(out), "-q")
     assert result.returncode == 0, result.stderr
+    assert result.stderr == "", "--quiet: no progress messages"
     return out
+
+
+def test_trt_precision_flags_are_aliases(exported):
+    """`--fp16` is `--precision fp16`: both ask the --onnx artifact for that precision; without either the
+    artifact's own precision is built (here fp32, then TensorRT is needed)."""
+    for flags in (["--fp16"], ["--precision", "fp16"], ["--fp16", "--precision", "fp16"]):
+        result = run("pahs-export", "trt", *flags, "--onnx", str(exported), "-o", str(exported.parent / "e.plan"))
+        assert_one_line_error(result, "expected an ONNX artifact of precision fp16, found fp32")
+    result = run("pahs-export", "onnx", "--int8", "--precision", "fp16", "--random-init")
+    assert_one_line_error(result, "expected one precision, found --precision fp16 and --int8; pick one")
+    result = run("pahs-export", "onnx", "--fp16", "--int8-target", "cpu", "--random-init")
+    assert_one_line_error(result, "expected INT8 options only with --precision int8, found --precision fp16")
+
+
+def test_trt_builds_the_precision_of_its_onnx_artifact(exported):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here")
+    result = run("pahs-export", "trt", "--onnx", str(exported), "-o", str(exported.parent / "e.plan"))
+    assert_one_line_error(result, "TensorRT is not installed")
 
 
 def test_onnx_then_verify_passes(exported):
@@ -122,7 +149,7 @@ def test_onnx_errors(tmp_path):
     from pahs_export import build_model, save_checkpoint
 
     ckpt = save_checkpoint(build_model("pahs-t"), tmp_path / "t.safetensors")
-    assert_one_line_error(run("pahs-export", "onnx", "--preset", "huge", "--random-init"), "unknown preset 'huge'")
+    assert_one_line_error(run("pahs-export", "onnx", "--preset", "huge", "--random-init"), "'huge' is not one of")
     assert_one_line_error(
         run("pahs-export", "onnx", "--checkpoint", str(ckpt), "--preset", "pahs-s", "-o", str(tmp_path / "o")),
         "expected a checkpoint of preset 'pahs-s', found 'pahs-t'",
@@ -142,6 +169,7 @@ def test_default_weights_export_and_verify(tmp_path):
     out = tmp_path / "pahs-t-onnx-fp32"
     result = run("pahs-export", "onnx", "--preset", "pahs-t", "-o", str(out))
     assert result.returncode == 0, result.stderr
+    assert "exporting forward graph" in result.stderr  # progress, without --quiet
     assert '"kind": "default"' in (out / "manifest.json").read_text()
     result = run("pahs-export", "verify", str(out), "--frames", "30", "--size", "64x48", "--size", "96x32")
     assert result.returncode == 0 and "PASS: fp32" in result.stdout, result.stdout + result.stderr

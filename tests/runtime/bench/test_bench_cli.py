@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
+import pytest
 import torch
 
 from runtime.bench.cli import main
@@ -14,7 +16,8 @@ TINY = ["--sizes", "32x32", "--frames", "3", "--reps", "1", "--lookahead", "1", 
 def test_bench_tiny_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     args = [*TINY, "--growth"]
-    args += ["--backends", "torch", "--backends", "onnxruntime-fp32", "--backends", "onnxruntime-int8-cpu"]
+    args += ["--backends", "torch", "--backends", "onnxruntime-fp32", "--backends", "onnxruntime-int8"]
+    args += ["-b", "openvino-int8"]  # the same CPU-target INT8 export as onnxruntime-int8, on OpenVINO
     args += ["--backends", "tensorrt-fp16", "--backends", "torch-cuda-fp16"]
     args += ["--json", str(out), "--plot", str(tmp_path / "b.png")]
     status = main(args)
@@ -22,7 +25,12 @@ def test_bench_tiny_json(tmp_path, capsys):
     assert status == 0, result.err
     report = json.loads(out.read_text())
     assert report["ceiling_gflops"] > 0 and report["machine"]["cores"]
-    assert [r["variant"] for r in report["results"]] == ["torch", "onnxruntime-fp32", "onnxruntime-int8-cpu"]
+    ran = ["torch", "onnxruntime-fp32", "onnxruntime-int8"]
+    if importlib.util.find_spec("openvino") is not None:
+        ran.append("openvino-int8")
+    else:
+        assert "OpenVINO is not installed" in report["skipped"]["openvino-int8"]
+    assert [r["variant"] for r in report["results"]] == ran
     fields = {
         "preset", "width", "height", "variant", "frames", "lookahead", "chunk", "fps", "fps_runs",
         "seconds_per_role", "steps_per_frame", "gflop_per_frame", "gflops", "ceiling_fraction",
@@ -45,9 +53,10 @@ def test_bench_tiny_json(tmp_path, capsys):
 def test_engine_adds_a_named_variant(tmp_path, capsys, artifact):
     """An ONNX artifact given with --engine is measured beside the bench's own variants, under its file name."""
     out = tmp_path / "bench.json"
-    status = main([*TINY, "--backends", "torch", "--engine", str(artifact), "--json", str(out)])
+    status = main([*TINY, "--backends", "torch", "--engine", str(artifact), "--json", str(out), "-q"])
     result = capsys.readouterr()
     assert status == 0, result.err
+    assert result.err == "", "--quiet: no log lines"
     report = json.loads(out.read_text())
     name = f"onnxruntime-fp32 ({artifact.name})"
     assert [r["variant"] for r in report["results"]] == ["torch", name]
@@ -60,3 +69,26 @@ def test_bad_size_is_one_line_error(capsys):
     err = capsys.readouterr().err
     assert status == 2
     assert err.startswith("pahs-bench: error: expected --sizes") and "try 32x32" in err and len(err.splitlines()) == 1
+
+
+def test_device_cpu_refuses_cuda_variants(capsys):
+    status = main(["--device", "cpu", "-b", "torch", "-b", "torch-cuda-fp16"])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.splitlines()) == 1
+    assert err.startswith("pahs-bench: error: expected only CPU variants with --device cpu, found torch-cuda-fp16")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where CUDA is missing")
+def test_device_cuda_without_a_gpu_is_one_line(capsys):
+    status = main(["--device", "cuda:0", "-b", "torch-cuda"])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.splitlines()) == 1
+    assert err.startswith("pahs-bench: error: expected a CUDA GPU for --device cuda:0, found none")
+
+
+def test_renamed_variant_is_refused_with_the_list(capsys):
+    """Today's names only: `onnxruntime-int8-cpu` became `onnxruntime-int8` (click lists the choices)."""
+    status = main(["-b", "onnxruntime-int8-cpu"])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.splitlines()) == 1
+    assert "'onnxruntime-int8-cpu' is not one of" in err and "'onnxruntime-int8-tensorrt'" in err

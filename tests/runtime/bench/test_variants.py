@@ -9,21 +9,73 @@ import torch
 
 from pahs_export.errors import PahsError
 from runtime.bench import variants as bench_variants
-from runtime.bench.variants import CPU_VARIANTS, VARIANTS, Engine, _Artifacts, plan_variants, run_bench
+from runtime.bench.variants import (
+    BACKEND_KINDS,
+    CPU_VARIANTS,
+    VARIANTS,
+    Engine,
+    _Artifacts,
+    plan_variants,
+    run_bench,
+)
+from runtime.engines import OPENERS
 
 FP16_PLAN = Engine(Path("pahs-t-fp16.plan"), "tensorrt", "pahs-t", "fp16")  # described, never opened here
 
 
 def test_variants_open_the_engine_kind_of_their_backend():
+    assert set(BACKEND_KINDS) == set(OPENERS)  # every backend pahs-run can open, and no other
     assert {v.kind for v in VARIANTS.values()} == {"checkpoint", "onnx", "tensorrt"}
+    assert {VARIANTS[n].kind for n in ("openvino-fp32", "openvino-fp16", "openvino-int8")} == {"onnx"}
     assert VARIANTS["torch-cuda-bf16"].autocast == "bf16" and VARIANTS["torch-cuda"].autocast is None
     assert VARIANTS["onnxruntime-fp16"].autocast is None
     assert all(VARIANTS[n].device == "cpu" for n in CPU_VARIANTS)
     assert all(v.device == "cuda" for n, v in VARIANTS.items() if n.startswith("tensorrt"))
 
 
+def test_variant_names_spell_backend_and_precision_as_the_options_do():
+    """`<backend>[-cuda][-<precision>][-graphs]`; an INT8 variant of a CPU runtime runs the CPU-target graph
+    (`--precision int8` on a CPU runtime), `onnxruntime-int8-tensorrt` TensorRT's conventions."""
+    for name, v in VARIANTS.items():
+        assert name.startswith(v.backend)
+        assert v.precision in name or (v.precision == "fp32" and v.backend in ("torch", "tensorrt"))
+        assert ("-graphs" in name) == v.cuda_graphs
+        assert (v.int8_target is not None) == (v.precision == "int8" and v.kind == "onnx")
+    assert VARIANTS["onnxruntime-int8"].int8_target == VARIANTS["openvino-int8"].int8_target == "cpu"
+    assert VARIANTS["onnxruntime-int8-tensorrt"].int8_target == "tensorrt"
+    assert "openvino-int8-tensorrt" not in VARIANTS and "onnxruntime-int8-cpu" not in VARIANTS
+
+
+def test_cpu_int8_export_is_shared_by_onnxruntime_and_openvino(tmp_path, monkeypatch):
+    made = []
+    monkeypatch.setattr(bench_variants, "artifact_from_model", lambda *a, **k: made.append(k) or Path(a[1]))
+    monkeypatch.setattr(bench_variants, "load_model", lambda path: None)
+    artifacts = _Artifacts("pahs-t", tmp_path)
+    monkeypatch.setattr(artifacts, "checkpoint", lambda: tmp_path / "t.safetensors")
+    paths = {n: artifacts.get(VARIANTS[n]) for n in ("onnxruntime-int8", "openvino-int8", "onnxruntime-int8-tensorrt")}
+    assert paths["onnxruntime-int8"] == paths["openvino-int8"] != paths["onnxruntime-int8-tensorrt"]
+    assert [(k["precision"], k["int8"].target) for k in made] == [("int8", "cpu"), ("int8", "tensorrt")]
+    assert artifacts.get(VARIANTS["openvino-fp16"]) == artifacts.get(VARIANTS["onnxruntime-fp16"])
+
+
 def test_default_plan_is_the_cpu_variants():
     assert list(plan_variants(None)) == list(CPU_VARIANTS)
+    assert {"torch", "onnxruntime-int8", "openvino-fp32", "openvino-int8"} <= set(CPU_VARIANTS)
+    assert list(plan_variants(None, device="cpu")) == list(CPU_VARIANTS)
+
+
+def test_device_picks_the_gpu_of_the_cuda_variants():
+    plan = plan_variants(["torch", "torch-cuda-fp16", "tensorrt-fp16"], [FP16_PLAN], device="cuda:1")
+    assert plan["torch"].device == "cpu"
+    assert plan["torch-cuda-fp16"].device == plan["tensorrt-fp16"].device == "cuda:1"
+    assert plan_variants(["torch-cuda"])["torch-cuda"].device == "cuda"
+
+
+def test_device_cpu_refuses_cuda_variants_and_tensorrt_engines():
+    with pytest.raises(PahsError, match="only CPU variants with --device cpu, found torch-cuda; drop them"):
+        plan_variants(["torch", "torch-cuda"], device="cpu")
+    with pytest.raises(PahsError, match=r"found --engine pahs-t-fp16.plan"):
+        plan_variants(None, [FP16_PLAN], device="cpu")
 
 
 def test_tensorrt_engine_serves_the_variants_of_its_precision():
