@@ -8,6 +8,9 @@ for sharp in restorer.restore(frames):               # numpy uint8/uint16 [H,W,3
     ...                                              # same type, size and range as what went in
 restorer.restore_video("in.mp4", "out.mp4")          # what `pahs-run in.mp4 -o out.mp4` does
 ```
+
+`pahs-run` is a thin layer over this module: it parses options, opens a :class:`Restorer` and calls
+:meth:`Restorer.restore_video`.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from pahs_export.model import pad_to_multiple
 from pahs_export.presets import DEFAULT_LOOKAHEAD
 from runtime.backends import Backend
 from runtime.driver import DEFAULT_CHUNK
-from runtime.io import OutputOptions
-from runtime.pipeline import RunOptions, RunSummary, check_options, restore_padded, run_video
+from runtime.io import OutputOptions, VideoInfo
+from runtime.pipeline import RunOptions, RunSummary, check_frame_size, check_options, restore_padded, run_video
 
 from .defaults import open_backend
 
@@ -50,15 +53,29 @@ class Restorer:
         return f"Restorer({self.backend.describe()})"
 
     def restore(
-        self, frames: Iterable[Frame], *, lookahead: int | None = DEFAULT_LOOKAHEAD, chunk: int = DEFAULT_CHUNK
+        self,
+        frames: Iterable[Frame],
+        *,
+        lookahead: int | None = DEFAULT_LOOKAHEAD,
+        chunk: int = DEFAULT_CHUNK,
+        max_pixels: int | None = None,
+        spill_dir: str | Path | None = None,
     ) -> Iterator[Frame]:
         """Restore a sequence of frames, streaming: memory holds ``chunk + lookahead`` frames at most.
 
         ``lookahead``: future frames every frame sees (None: all of them, the exact full-sequence result, which
-        reads every frame before yielding the first); ``chunk``: frames restored per backward run. The same
-        semantics as `pahs-run --lookahead/--chunk`.
+        spills the frames to disk under ``spill_dir`` and reads every frame before yielding the first);
+        ``chunk``: frames restored per backward run; ``max_pixels``: the largest frame accepted (None: what
+        free memory holds at these settings, checked at the first frame). The same semantics as
+        `pahs-run --lookahead/--chunk/--max-pixels/--spill-dir`.
         """
-        options = RunOptions(lookahead=lookahead, chunk=chunk, progress=False)
+        options = RunOptions(
+            lookahead=lookahead,
+            chunk=chunk,
+            progress=False,
+            max_pixels=max_pixels,
+            spill_dir=None if spill_dir is None else Path(spill_dir),
+        )
         check_options(options, self.backend, lookahead_given=lookahead != DEFAULT_LOOKAHEAD)
         kinds: list[tuple[Any, int, int]] = []  # per frame: (type to return, height, width), oldest first
 
@@ -71,6 +88,8 @@ class Restorer:
                     size = (height, width)
                     if min(height, width) < 16:
                         raise PahsError(f"expected frames of at least 16x16, found {width}x{height}; upscale first")
+                    info = VideoInfo(width, height, None, None, None, 0, 8, None, False, False)
+                    check_frame_size(info, self.backend, options)
                 elif (height, width) != size:
                     raise PahsError(
                         f"expected every frame to be {size[1]}x{size[0]} like the first, found frame {index} of "
@@ -87,36 +106,58 @@ class Restorer:
     def restore_video(
         self,
         src: str | Path,
-        dst: str | Path,
+        dst: str | Path | None,
         *,
         lookahead: int | None = DEFAULT_LOOKAHEAD,
         chunk: int = DEFAULT_CHUNK,
         compare: str | Path | None = None,
         progress: bool = False,
+        max_pixels: int | None = None,
+        spill_dir: str | Path | None = None,
         **output: Any,
     ) -> RunSummary:
-        """Restore the video (or folder of frames) ``src`` into ``dst`` (.mp4/.mov/.mkv, or a folder ending in
-        "/" for PNG frames), as `pahs-run` does. ``output``: encoder settings of
-        :class:`runtime.io.OutputOptions` (``crf``, ``preset``, ``lossless``, ``overwrite``, ``fps``)."""
+        """Restore ``src`` into ``dst``, as `pahs-run` does.
+
+        ``src``: a video file, a folder of frames, a URL (``http://``, ``rtsp://``, ``file:`` ...: passed to
+        FFmpeg as it is) or "-" for standard input. ``dst``: .mp4/.mov/.mkv/.nut/.y4m, a folder ending in "/" for
+        PNG frames, or "-" for standard output (``format`` y4m, nut, matroska or rawvideo); None with
+        ``compare``: only the side-by-side. ``output``: encoder settings of :class:`runtime.io.OutputOptions`
+        (``codec``, ``pix_fmt``, ``format``, ``crf``, ``preset``, ``lossless``, ``fps``, ``overwrite``). The
+        other options as in :meth:`restore` and `pahs-run`; ``progress``: bars on stderr when it is a terminal.
+        """
         try:
             encoder = replace(OutputOptions(), **output)
         except TypeError as e:
             raise PahsError(f"expected encoder settings of OutputOptions, found {sorted(output)} ({e})") from None
-        options = RunOptions(lookahead=lookahead, chunk=chunk, output=encoder, progress=progress)
+        options = RunOptions(
+            lookahead=lookahead,
+            chunk=chunk,
+            output=encoder,
+            progress=progress,
+            max_pixels=max_pixels,
+            spill_dir=None if spill_dir is None else Path(spill_dir),
+        )
         check_options(options, self.backend, lookahead_given=lookahead != DEFAULT_LOOKAHEAD)
-        source = Path(src)
-        if not source.exists():
-            raise PahsError(f"expected a video file or frame folder, found nothing at {source}; check the path")
-        return run_video(source, str(dst), self.backend, options, None if compare is None else str(compare))
+        return run_video(
+            src, None if dst is None else str(dst), self.backend, options, None if compare is None else str(compare)
+        )
 
 
 def open(  # shadows the builtin on purpose: `pahs.open`, like `av.open`
-    engine: str | Path | None = None, *, backend: str | None = None, device: str | None = None
+    engine: str | Path | None = None,
+    *,
+    backend: str | None = None,
+    device: str | None = None,
+    precision: str | None = None,
+    cuda_graphs: bool = False,
 ) -> Restorer:
     """Open ``engine`` (an ONNX artifact folder, a TensorRT artifact, a .safetensors checkpoint; None: the
-    default weights) with ``backend`` (torch, onnxruntime, tensorrt; None: the engine's own) on ``device``
-    (cpu, cuda, cuda:N; None: the backend's default). The engine is opened once; reuse the restorer."""
-    return Restorer(open_backend(engine, backend, device=device))
+    default weights) with ``backend`` (torch, onnxruntime, openvino, tensorrt; None: the engine's own) on
+    ``device`` (cpu, cuda, cuda:N; None: the backend's default) at ``precision`` (fp32, fp16, int8; None: fp32,
+    or an exported artifact's own). Weights are exported to the artifact the backend runs, once, and cached
+    (:func:`pahs.defaults.open_backend`). ``cuda_graphs``: capture and replay CUDA graphs (tensorrt, or torch
+    on cuda). The engine is opened once; reuse the restorer."""
+    return Restorer(open_backend(engine, backend, precision, device=device, cuda_graphs=cuda_graphs))
 
 
 def _to_tensor(frame: Frame, index: int) -> tuple[Tensor, Any]:

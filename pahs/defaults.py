@@ -1,13 +1,28 @@
-"""What pahs uses when the user names nothing: the default weights exported to ONNX on first use, and the
-default INT8 calibration set.
+"""What pahs uses when the user names nothing, or only weights and a precision: the artifact a backend needs,
+exported (and for TensorRT built) on first use and cached, and the default INT8 calibration set.
 
 This sits above the export and the runtime (it exports an artifact so that the runtime can open it), which is
 why it lives in the top layer rather than in either of them.
+
+Decisions:
+
+- One word for precision, ``fp32 | fp16 | int8``, whatever the backend. ONNX Runtime and OpenVINO run the
+  ONNX artifact of that precision; INT8 takes the graph conventions that suit the backend: the CPU target for
+  CPU runtimes, TensorRT's for TensorRT (docs/PRECISION.md). TensorRT builds engines from that artifact. The
+  torch backend runs FP32, or FP16 under autocast; INT8 is refused there (it has no INT8 kernels).
+- Cache entries (under ``$PAHS_CACHE``) are keyed by everything that changes them: preset, precision, INT8
+  target and calibration (set and options), the weights' sha256 and torch's version; TensorRT engines also by
+  TensorRT's version and the GPU. A first-use export says what it does through the ``pahs`` logger (the
+  command-line tools show it on stderr); it takes seconds for FP32/FP16, about a minute for INT8.
 """
 
 from __future__ import annotations
 
-import sys
+import hashlib
+import json
+import logging
+import re
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,41 +32,100 @@ from calibration.data import DEFAULT_SET, CalibrationSet
 from pahs_export.artifact import read_artifact
 from pahs_export.cache import cache_dir
 from pahs_export.checkpoint import parse_device
+from pahs_export.contract import PRECISIONS
 from pahs_export.errors import PahsError
 from pahs_export.onnx_export import artifact_from_model
+from pahs_export.precision import Int8Options
 from pahs_export.presets import DEFAULT_PRESET
+from pahs_export.tensorrt_artifact import Profile, current_device
+from pahs_export.tensorrt_build import BuildOptions, trt_artifact_from_onnx
 from pahs_export.weights import resolve_model
 from runtime.backends import Backend
-from runtime.engines import default_backend
+from runtime.engines import default_backend, engine_kind
 from runtime.engines import open_backend as open_engine
 
-__all__ = ["DEFAULT_SET", "CalibrationSet", "default_artifact", "open_backend"]
+__all__ = ["DEFAULT_SET", "CalibrationSet", "cached_artifact", "default_artifact", "int8_target_for", "open_backend"]
+
+log = logging.getLogger("pahs")
+ONNX_BACKENDS = ("onnxruntime", "openvino")  # backends that run ONNX artifacts directly
+TORCH_AUTOCAST = {"fp32": None, "fp16": "fp16"}  # the torch backend's precision -> its autocast
 
 
-def default_artifact() -> Path:
-    """The embedded default: default weights exported to ONNX once, cached, keyed by the weights' sha256.
+def int8_target_for(backend: str) -> str:
+    """The INT8 graph conventions that suit ``backend``: "tensorrt" for TensorRT, "cpu" for the CPU runtimes."""
+    return "tensorrt" if backend == "tensorrt" else "cpu"
+
+
+def _short_hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def cached_artifact(
+    checkpoint: str | Path | None = None, precision: str | None = None, int8_target: str | None = None
+) -> Path:
+    """The ONNX artifact of ``checkpoint`` (None: the default weights) at ``precision`` (None: fp32; int8 in the
+    conventions of ``int8_target``, default "cpu", calibrated on :data:`DEFAULT_SET`), exported once and cached.
 
     A cached copy that no longer reads or verifies (a truncated graph, an edited manifest) is exported again,
-    with one line on stderr saying so, instead of failing every later run. Exports are written beside the
-    cache entry and published whole (AtomicOutput), so a concurrent process never sees a torn artifact; one
-    that happens to read across the swap finds a mismatch and exports too (the same bytes: the export is
-    deterministic).
+    with a warning, instead of failing every later run. Exports are written beside the cache entry and
+    published whole (AtomicOutput), so a concurrent process never sees a torn artifact; one that happens to read
+    across the swap finds a mismatch and exports too (the same bytes: the export is deterministic).
     """
-    model, source = resolve_model(None, DEFAULT_PRESET)
-    path = cache_dir() / f"{DEFAULT_PRESET}-onnx-fp32-{source['sha256'][:12]}-torch{torch.__version__}"
+    precision = precision or "fp32"
+    if precision not in PRECISIONS:
+        raise PahsError(f"expected a precision among {', '.join(PRECISIONS)}, found {precision!r}")
+    model, source = resolve_model(checkpoint, None if checkpoint is not None else DEFAULT_PRESET)
+    name = f"{model.preset.name}-onnx-{precision}"
+    int8 = calibration = None
+    if precision == "int8":
+        int8 = replace(Int8Options(), target=int8_target or "cpu")
+        calibration = DEFAULT_SET
+        name += f"-{int8.target}-cal{_short_hash([calibration.describe(), asdict(int8)])}"
+    path = cache_dir() / f"{name}-{source['sha256'][:12]}-torch{torch.__version__}"
     if path.exists() or path.is_symlink():
         problem = _cache_problem(path)
         if problem is None:
             return path
-        print(f"pahs: the cached default artifact {path} is damaged ({problem}); exporting it again", file=sys.stderr)
+        log.warning("the cached artifact %s is damaged (%s); exporting it again", path, problem)
+    weights = "the default weights" if source["kind"] == "default" else f"the weights {source['path']}"
+    slow = ", calibrating: about a minute" if precision == "int8" else ""
+    log.info(
+        "exporting %s (%s) to ONNX %s into %s (first use; later runs reuse it%s)",
+        weights, model.preset.name, precision, path, slow,
+    )  # fmt: skip
     try:
-        artifact_from_model(model, path, source=source, overwrite=True)
+        artifact_from_model(
+            model, path, source=source, overwrite=True, precision=precision, calibration=calibration,
+            **({"int8": int8} if int8 is not None else {}),
+        )  # fmt: skip
     except (OSError, PahsError):
         # Lost a race with another process publishing the same export (the rename, or the read-back after it,
         # met their folder): theirs is as good, if it is whole.
         if _cache_problem(path) is not None:
             raise
     return path
+
+
+def default_artifact(precision: str | None = None) -> Path:
+    """The embedded default: the default weights exported to ONNX at ``precision`` (None: fp32), cached."""
+    return cached_artifact(None, precision)
+
+
+def cached_engine(onnx_artifact: Path, precision: str) -> Path:
+    """TensorRT engines built from ``onnx_artifact`` on this GPU, once, cached; keyed by the ONNX artifact (its
+    own key), TensorRT's version and the GPU. Raises the one-line error of a machine without TensorRT or GPU."""
+    device = current_device()
+    gpu = re.sub(r"[^A-Za-z0-9.]+", "_", device.gpu)
+    path = cache_dir() / f"{onnx_artifact.name}-trt{device.tensorrt}-{gpu}-sm{device.compute_capability}.plan"
+    if path.is_dir() and _cache_problem(path) is None:
+        return path
+    log.info(
+        "building TensorRT %s engines from %s into %s (first use, minutes; later runs reuse them)",
+        precision,
+        onnx_artifact,
+        path,
+    )
+    return trt_artifact_from_onnx(onnx_artifact, path, BuildOptions(Profile()), overwrite=True, precision=precision)
 
 
 def _cache_problem(path: Path) -> str | None:
@@ -63,16 +137,42 @@ def _cache_problem(path: Path) -> str | None:
     return None
 
 
-def open_backend(engine: str | Path | None = None, backend: str | None = None, **options: Any) -> Backend:
-    """:func:`runtime.engines.open_backend`, where no engine means the embedded default for ONNX Runtime.
+def open_backend(
+    engine: str | Path | None = None, backend: str | None = None, precision: str | None = None, **options: Any
+) -> Backend:
+    """:func:`runtime.engines.open_backend`, exporting what the backend needs from weights on first use.
 
     ``engine``: an ONNX artifact folder, a TensorRT artifact or a .safetensors checkpoint; None: the default
-    weights (exported to ONNX and cached under ``$PAHS_CACHE`` on first use, or run as-is by the torch
-    backend). ``backend``: torch, onnxruntime or tensorrt (None: the engine's own). ``options`` (device,
-    cuda_graphs, autocast) as there.
+    weights. ``backend``: torch, onnxruntime, openvino or tensorrt (None: the engine's own; no engine:
+    onnxruntime). ``precision``: fp32, fp16 or int8 (None: fp32, or the exported artifact's own). Weights (the
+    default, or a checkpoint) run as-is on the torch backend (fp16: autocast) and are exported to the artifact
+    of that precision (cached under ``$PAHS_CACHE``) for the others. An exported artifact runs at its own
+    precision; naming another is an error. ``options`` (device, cuda_graphs) as there.
     """
-    if engine is None and (backend or default_backend(None)) in ("onnxruntime", "openvino"):
-        if options.get("device") is not None:  # refuse a device that is no device before a first-use export
-            parse_device(options["device"], check_available=False)
-        engine = default_artifact()
-    return open_engine(engine, backend, **options)
+    if precision is not None and precision not in PRECISIONS:
+        raise PahsError(f"expected --precision {' | '.join(PRECISIONS)}, found {precision!r}")
+    if options.get("device") is not None:  # refuse a device that is no device before a first-use export
+        parse_device(options["device"], check_available=False)
+    kind = engine_kind(Path(engine)) if engine is not None else None
+    name = backend or default_backend(kind)
+    if kind in (None, "checkpoint"):  # weights: export what the backend runs
+        if name in ONNX_BACKENDS:
+            return open_engine(cached_artifact(engine, precision, int8_target_for(name)), name, **options)
+        if name == "tensorrt":
+            onnx = cached_artifact(engine, precision, int8_target_for(name))
+            return open_engine(cached_engine(onnx, precision or "fp32"), name, **options)
+        if name == "torch" and precision is not None:
+            if precision not in TORCH_AUTOCAST:
+                raise PahsError(
+                    f"expected --precision fp32 or fp16 with the torch backend, found {precision}; INT8 runs on "
+                    "onnxruntime, openvino or tensorrt: pick one with --backend"
+                )
+            options = {**options, "autocast": TORCH_AUTOCAST[precision]}
+        return open_engine(engine, name, **options)
+    opened = open_engine(engine, name, **options)
+    if precision is not None and opened.precision != precision:
+        raise PahsError(
+            f"expected an {precision} engine for --precision {precision}, found {engine} ({opened.precision}); "
+            "drop --engine to export one from the default weights (or pass --checkpoint), or drop --precision"
+        )
+    return opened

@@ -1,24 +1,54 @@
-"""`pahs-run`: deblur a video or a folder of frames with an exported PAHS engine."""
+"""`pahs-run`: deblur a video or a folder of frames with an exported PAHS engine.
+
+A thin layer over the Python API (:func:`pahs.open` -> :class:`pahs.Restorer`): it parses options, opens the
+restorer, calls :meth:`~pahs.Restorer.restore_video` (or the verification), and reports. Messages and
+progress go to stderr; stdout carries only the video with ``-o -``, else the ``--verify`` table.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import sys
+import time
 import warnings
 from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
+from urllib.parse import unquote, urlparse
 
 import typer
 
-from pahs_export.cli_common import DEBUG_HELP, entry_point, new_app
+from pahs_export.cli_common import (
+    DebugOpt,
+    Fp16Opt,
+    Int8Opt,
+    Precision,
+    QuietOpt,
+    choices,
+    device_option,
+    entry_point,
+    new_app,
+    precision_from_flags,
+    precision_option,
+    value_of,
+)
 from pahs_export.errors import PahsError
 from pahs_export.presets import DEFAULT_LOOKAHEAD
 
 from .driver import DEFAULT_CHUNK
+from .engines import OPENERS
+from .io import OUTPUT_CODECS, OUTPUT_FORMATS, X264_PRESETS
 from .io.threads import termination_handlers
 
 app = new_app("Deblur a video (or a folder of frames) with PAHS.")
 VERIFY_ALL = "all"  # what a bare `--verify` stands for
+STDIO = "-"  # standard input as VIDEO, standard output as -o
+Backend = choices("Backend", OPENERS)
+Format = choices("Format", OUTPUT_FORMATS)
+Codec = choices("Codec", OUTPUT_CODECS)
+EncoderPreset = choices("EncoderPreset", X264_PRESETS)
 
 
 def parse_lookahead(text: str | None) -> int | None:
@@ -51,17 +81,59 @@ def parse_verify(text: str | None) -> int | bool | None:
     return count
 
 
-def default_output(video: Path) -> str:
-    """``clip.mp4`` -> ``clip.deblurred.mp4``; a frame folder ``seq/`` -> ``seq.deblurred/``."""
+def parse_fps(text: str | None) -> Fraction | None:
+    """``--fps``: 25, 29.97 or 30000/1001 as an exact fraction."""
+    if text is None:
+        return None
+    try:
+        fps = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        fps = None
+    if fps is None or fps <= 0:
+        raise PahsError(f"expected --fps to be a positive rate such as 25, 29.97 or 30000/1001, found {text!r}")
+    return fps
+
+
+def default_output(source: str) -> str:
+    """``clip.mp4`` -> ``clip.deblurred.mp4``; a frame folder ``seq/`` -> ``seq.deblurred/``; a URL
+    ``https://host/a/clip.mov`` -> ``clip.deblurred.mp4`` in the current folder. Standard input has none."""
+    from .io import source_kind
+
+    kind = source_kind(source)
+    if kind == "stdin" or source.startswith("pipe:"):
+        raise PahsError(
+            "expected -o with standard input as the video, found none; pass -o FILE, or -o - to write a stream "
+            "to standard output"
+        )
+    if kind == "url":
+        stem = Path(unquote(urlparse(source).path)).stem or "stream"
+        return f"{stem}.deblurred.mp4"
+    video = Path(source)
     if video.is_dir():
         return str(video.with_name(video.name + ".deblurred")) + "/"
     return str(video.with_name(f"{video.stem}.deblurred.mp4"))
 
 
+class _StderrLog(logging.Handler):
+    """The ``pahs`` logger (first-use exports, damaged caches) as ``pahs-run: message`` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"pahs-run: {record.getMessage()}", file=sys.stderr, flush=True)
+
+
+def _say(message: str) -> None:
+    typer.echo(f"pahs-run: {message}", err=True)
+
+
 @app.command()
 def run(
     video: Annotated[
-        Path, typer.Argument(help="Input video file (anything FFmpeg decodes) or folder of PNG/JPG frames.")
+        str,
+        typer.Argument(
+            help="Input: a video file (anything FFmpeg decodes), a folder of PNG/JPG frames, a URL (http, https, "
+            "rtsp, file: ...; passed to FFmpeg as it is), or - for standard input (y4m, matroska, nut, mpegts ...).",
+            show_default=False,
+        ),
     ],
     engine: Annotated[
         Optional[Path],
@@ -69,16 +141,40 @@ def run(
             "--engine", "-e", help="ONNX artifact folder, .plan, or .safetensors (default: built-in weights)."
         ),
     ] = None,
+    checkpoint: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--checkpoint",
+            "-c",
+            help="Weights (.safetensors) to run instead of the built-in ones: exported for the backend and "
+            "--precision on first use, and cached.",
+        ),
+    ] = None,
     output: Annotated[
         Optional[str],  # a str, not a Path: a trailing "/" (PNG folder) must survive
-        typer.Option("--output", "-o", help="Output .mp4, or a folder of PNGs (trailing / or existing folder)."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output .mp4/.mov/.mkv/.nut/.y4m, a folder of PNGs (trailing / or existing folder), or - for "
+            "standard output (see --format) (default: VIDEO.deblurred.mp4).",
+        ),
     ] = None,
     backend: Annotated[
-        Optional[str], typer.Option("--backend", "-b", help="torch | onnxruntime | tensorrt (default: the engine's).")
+        Optional[Backend],  # type: ignore[valid-type]
+        typer.Option(
+            "--backend", "-b", help="Backend (default: the engine's; onnxruntime for weights).", show_default=False
+        ),
     ] = None,
-    device: Annotated[
-        Optional[str], typer.Option("--device", help="cpu or cuda (default: cpu; cuda for TensorRT).")
+    device: Annotated[Optional[str], device_option("cpu; cuda for tensorrt")] = None,
+    precision: Annotated[
+        Optional[Precision],  # type: ignore[valid-type]
+        precision_option(
+            "Exports the matching artifact from the weights on first use, and caches it (int8: the CPU "
+            "conventions for CPU runtimes, TensorRT's for tensorrt) (default: fp32, or the engine's)."
+        ),
     ] = None,
+    fp16: Fp16Opt = False,
+    int8: Int8Opt = False,
     cuda_graphs: Annotated[
         bool,
         typer.Option(
@@ -98,7 +194,9 @@ def run(
     verify: Annotated[
         Optional[str],
         typer.Option(
-            "--verify", help="Compare with the PyTorch reference on the first K frames (no K: all), then stop."
+            "--verify",
+            help="Compare with the PyTorch reference on the CPU over the first K frames (no K: all), then stop "
+            "(unless -o or --compare is given).",
         ),
     ] = None,
     max_pixels: Annotated[
@@ -110,75 +208,248 @@ def run(
     ] = None,
     spill_dir: Annotated[
         Optional[Path],
-        typer.Option("--spill-dir", help="Folder for the temporary frames of --lookahead all (default: $TMPDIR)."),
+        typer.Option(
+            "--spill-dir",
+            help="Folder for the temporary frames of --lookahead all, which also lets a stream that cannot be "
+            "read twice be restored exactly (default: $TMPDIR).",
+        ),
     ] = None,
     compare: Annotated[
         Optional[str], typer.Option("--compare", help="Also write a side-by-side (input | restored) video or folder.")
     ] = None,
-    crf: Annotated[Optional[int], typer.Option("--crf", help="H.264 quality, lower is better (default 18).")] = None,
+    fmt: Annotated[
+        Optional[Format],  # type: ignore[valid-type]
+        typer.Option(
+            "--format", "-f", help="Container of -o - (or overriding -o's suffix) (default y4m).", show_default=False
+        ),
+    ] = None,
+    codec: Annotated[
+        Optional[Codec],  # type: ignore[valid-type]
+        typer.Option(
+            "--codec",
+            help="Video codec; one the bundled FFmpeg lacks is refused with the list (default: libx264; ffv1 for "
+            "--lossless .mkv; rawvideo for y4m/nut/rawvideo; png for folders).",
+            show_default=False,
+        ),
+    ] = None,
+    pix_fmt: Annotated[
+        Optional[str],
+        typer.Option(
+            "--pix-fmt",
+            help="Pixel format, e.g. yuv420p, yuv444p, yuv420p10le (10-bit) (default: yuv420p, yuv444p for odd "
+            "sizes, 10-bit for deep sources on pipes).",
+        ),
+    ] = None,
+    encoder_preset: Annotated[
+        Optional[EncoderPreset],  # type: ignore[valid-type]
+        typer.Option(
+            "--encoder-preset",
+            help="x264/x265 speed preset, FFmpeg's -preset (default medium). (--preset/-p is the model preset "
+            "in every pahs command; here the engine or checkpoint carries it.)",
+            show_default=False,
+        ),
+    ] = None,
+    crf: Annotated[
+        Optional[int], typer.Option("--crf", help="x264/x265 quality, 0-51, lower is better (default 18).")
+    ] = None,
+    fps: Annotated[
+        Optional[str],
+        typer.Option(
+            "--fps",
+            help="Output frame rate, e.g. 25 or 30000/1001: frames are kept and retimed (default: the source's; "
+            "25 for frame folders).",
+        ),
+    ] = None,
     lossless: Annotated[bool, typer.Option("--lossless", help="Lossless video output.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)] = False,
+    json_out: Annotated[
+        Optional[Path],
+        typer.Option("--json", help="Also write a machine-readable summary (frames, timings, verify) to this file."),
+    ] = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
 ) -> None:
-    """Deblur VIDEO into -o (default VIDEO.deblurred.mp4) with the engine's backend."""
-    from dataclasses import replace
+    """Deblur VIDEO into -o (default VIDEO.deblurred.mp4)."""
+    summary: dict[str, Any] = {"input": video, "status": "error"}
+    pahs_log = logging.getLogger("pahs")
+    handler = _StderrLog()
+    level = pahs_log.level
+    if not quiet:  # first-use exports and what is being written, as pahs-run: lines on stderr
+        pahs_log.addHandler(handler)
+        pahs_log.setLevel(logging.INFO)
+    try:
+        _run(**locals())
+    except PahsError as e:
+        summary = {**summary, "error": str(e)}
+        _write_json(json_out, summary)
+        raise
+    finally:
+        pahs_log.removeHandler(handler)
+        pahs_log.setLevel(level)
 
-    from pahs import open_backend
+
+def _run(
+    video: str,
+    engine: Path | None,
+    checkpoint: Path | None,
+    output: str | None,
+    backend: Any,
+    device: str | None,
+    precision: Any,
+    fp16: bool,
+    int8: bool,
+    cuda_graphs: bool,
+    lookahead: str | None,
+    chunk: int | None,
+    verify: str | None,
+    max_pixels: int | None,
+    spill_dir: Path | None,
+    compare: str | None,
+    fmt: Any,
+    codec: Any,
+    pix_fmt: str | None,
+    encoder_preset: Any,
+    crf: int | None,
+    fps: str | None,
+    lossless: bool,
+    overwrite: bool,
+    json_out: Path | None,
+    quiet: bool,
+    debug: bool,
+    summary: dict[str, Any],
+    **_: Any,
+) -> None:
+    import pahs
     from pahs_export.cache import cache_dir
     from pahs_export.files import disk_error, is_disk_error
     from pahs_export.verify import TOLERANCES, verdict, verify_video
 
-    from .io import OutputOptions, check_interrupted
-    from .pipeline import RunOptions, check_options, run_video
+    from .io import check_interrupted
+    from .pipeline import RunOptions, check_options
 
-    if not video.exists():
-        raise PahsError(f"expected a video file or frame folder, found nothing at {video}; check the path")
+    started = time.monotonic()
+    if engine is not None and checkpoint is not None:
+        raise PahsError(
+            f"expected --engine or --checkpoint, found both ({engine}, {checkpoint}); --engine runs an exported "
+            "artifact, --checkpoint exports weights: pass one"
+        )
+    chosen = precision_from_flags(precision, fp16, int8)
     frames_to_verify = parse_verify(verify)
-    out_opts = OutputOptions()
-    out_opts = replace(out_opts, lossless=lossless, overwrite=overwrite, **({"crf": crf} if crf is not None else {}))
-    options = RunOptions(
-        lookahead=parse_lookahead(lookahead),
-        chunk=DEFAULT_CHUNK if chunk is None else chunk,
-        output=out_opts,
-        progress=not quiet,
-        spill_dir=spill_dir,
-        max_pixels=max_pixels,
-    )
+    encoder: dict[str, Any] = {"lossless": lossless, "overwrite": overwrite}
+    given = {
+        "codec": value_of(codec), "pix_fmt": pix_fmt, "format": value_of(fmt), "preset": value_of(encoder_preset),
+        "crf": crf,
+    }  # fmt: skip
+    encoder.update({k: v for k, v in given.items() if v is not None})
+    if fps is not None:
+        encoder["fps"] = parse_fps(fps)
+    window = parse_lookahead(lookahead)
+    k = DEFAULT_CHUNK if chunk is None else chunk
+    target = output if output is not None else (None if frames_to_verify is not False else default_output(video))
+    if output == STDIO and frames_to_verify is not False:
+        raise PahsError("expected --verify without -o - (its table would mix with the video), found both; drop one")
+    weights = engine if engine is not None else checkpoint
     try:
-        be = open_backend(engine, backend, device=device, cuda_graphs=cuda_graphs)
+        restorer = pahs.open(
+            weights, backend=value_of(backend), device=device, precision=chosen, cuda_graphs=cuda_graphs
+        )
     except (OSError, PahsError) as e:  # the first use exports the default engine into the cache
         cause = e if isinstance(e, OSError) else e.__cause__  # AtomicOutput's one line says "-o": not ours here
         if engine is None and isinstance(cause, OSError) and is_disk_error(cause):
             where = cache_dir().absolute()
-            raise disk_error(cause, "the default engine", where, "set PAHS_CACHE to another folder") from e
+            what = "the default engine" if weights is None else f"the engine exported from {weights}"
+            raise disk_error(cause, what, where, "set PAHS_CACHE to another folder") from e
         raise
+    be = restorer.backend
+    opened = time.monotonic()
+    summary.update(
+        backend=be.name, device=str(be.device), precision=be.precision, engine=be.describe(),
+        lookahead="all" if window is None else window, chunk=k,
+    )  # fmt: skip
     check_interrupted()
-    check_options(options, be, lookahead_given=lookahead is not None)
+    check_options(RunOptions(lookahead=window, chunk=k), be, lookahead_given=lookahead is not None)
     if not quiet:
-        typer.echo(f"pahs-run: {be.describe()}", err=True)
+        _say(be.describe())
 
     if frames_to_verify is not False:
-        reference = open_backend(engine, "torch", device="cpu") if be.name != "torch" else be
+        # The reference is FP32 PyTorch on the CPU, whatever runs: a torch backend on CUDA (or under autocast)
+        # is compared with it too. Only an FP32 torch backend on the CPU is the reference itself.
+        same = be.name == "torch" and be.device.type == "cpu" and be.precision == "fp32"
+        reference = be if same else pahs.open_backend(weights, "torch", device="cpu")
         check_interrupted()
-        if reference is be:
-            typer.echo("note: the backend is the PyTorch reference itself; the comparison is trivial", err=True)
+        if same and not quiet:
+            _say("note: the backend is the PyTorch reference itself; the comparison is trivial")
         typer.echo(f"{'frame':>6}{'max abs':>12}{'PSNR dB':>10}")
+        options = RunOptions(lookahead=window, chunk=k, spill_dir=spill_dir, max_pixels=max_pixels, progress=False)
         result = verify_video(
-            video, be, reference, options, frames_to_verify,
+            video, be, reference, options, frames_to_verify,  # type: ignore[arg-type]
             on_frame=lambda f: typer.echo(f"{f.index:>6}{f.max_abs:>12.2e}{f.psnr:>10.2f}"),
         )  # fmt: skip
         tolerance = TOLERANCES[result.precision]
-        typer.echo(verdict(result.passed, f"{be.describe()} vs PyTorch over {len(result.frames)} frames", tolerance))
+        what = f"{be.describe()} vs PyTorch on cpu over {len(result.frames)} frames"
+        typer.echo(verdict(result.passed, what, tolerance))
+        summary["verify"] = {
+            "frames": len(result.frames),
+            "passed": result.passed,
+            "tolerance": tolerance.describe(),
+            "worst_max_abs": max(f.max_abs for f in result.frames),
+            "worst_psnr": min(f.psnr for f in result.frames),
+            "per_frame": [{"index": f.index, "max_abs": f.max_abs, "psnr": f.psnr} for f in result.frames],
+        }
         if not result.passed:
+            _finish(json_out, summary, "verify-failed", started, opened)
             raise typer.Exit(1)
-        if output is None and compare is None:
+        if target is None and compare is None:
+            _finish(json_out, summary, "ok", started, opened)
             return
 
-    summary = run_video(video, output or default_output(video), be, options, compare)
-    typer.echo(f"wrote {summary.output} ({summary.frames} frames, {summary.width}x{summary.height})")
-    if summary.compare:
-        typer.echo(f"wrote {summary.compare} (input | restored)")
+    run = restorer.restore_video(
+        video, target, lookahead=window, chunk=k, compare=compare, progress=not quiet, max_pixels=max_pixels,
+        spill_dir=spill_dir, **encoder,
+    )  # fmt: skip
+    summary.update(
+        output=run.output, compare=run.compare, frames=run.frames, width=run.width, height=run.height,
+        source_fps=run.fps, frames_per_second=round(run.frames_per_second, 3),
+        seconds={"restore": round(run.seconds, 3), "first_frame": _round(run.first_frame_seconds)},
+    )  # fmt: skip
+    _finish(json_out, summary, "ok", started, opened)
+    if not quiet:
+        where = "standard output" if run.output == STDIO else run.output
+        outputs = " and ".join(x for x in (where, run.compare and f"{run.compare} (input | restored)") if x)
+        _say(
+            f"wrote {outputs}: {run.frames} frames, {run.width}x{run.height}, in {run.seconds:.1f} s "
+            f"({run.frames_per_second:.2f} frames/s)"
+        )
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+def _finish(path: Path | None, summary: dict[str, Any], status: str, started: float, opened: float) -> None:
+    seconds = summary.setdefault("seconds", {})
+    seconds.update(open=round(opened - started, 3), total=round(time.monotonic() - started, 3))
+    summary["status"] = status
+    _write_json(path, summary)
+
+
+def _write_json(path: Path | None, summary: dict[str, Any]) -> None:
+    """The ``--json`` summary: status ("ok", "verify-failed", "error"), what ran, frames, timings (seconds),
+    verify results. Written on failure too, so that a pipeline can read why."""
+    if path is None:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        summary = {"pahs": version("pahs"), **summary}
+    except PackageNotFoundError:
+        pass
+    try:
+        path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    except OSError as e:
+        raise PahsError(
+            f"expected a writable --json file, could not write {path} ({e.strerror}); choose another"
+        ) from e
 
 
 def _argv_with_verify_default(argv: list[str]) -> list[str]:

@@ -17,10 +17,13 @@ Decisions:
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -50,6 +53,7 @@ from .io import (
 )
 
 MAX_LOOKAHEAD = 1000
+log = logging.getLogger("pahs")  # what a run is writing, at INFO: the command-line tools show it on stderr
 GB = 1 << 30
 
 # Peak working memory of one backend step, bytes per padded pixel per feature channel c (measured: ONNX Runtime
@@ -108,7 +112,12 @@ def check_verify_count(limit: int | None) -> None:
 
 def check_outputs(source: str | Path, output: str | None, compare: str | None) -> None:
     """Refuse a ``--compare`` that names the same path as ``-o`` (the side-by-side would replace the restored
-    video). The input itself as an output is refused by :func:`runtime.io.open_output`."""
+    video), or two outputs on standard output. The input itself as an output is refused by
+    :func:`runtime.io.open_output`."""
+    if output is not None and compare is not None and output == compare:
+        raise PahsError(
+            f"expected --compare and -o to name different outputs, found both at {output}; choose another --compare"
+        )
     if output is not None and compare is not None and Path(output).resolve() == Path(compare).resolve():
         raise PahsError(
             f"expected --compare and -o to name different outputs, found both at {output}; choose another --compare"
@@ -344,11 +353,12 @@ def restored_frames(
 
 
 class _Bars:
-    """Progress bars (frames/s, ETA) for reading and restoring; the backward pass too for --lookahead all."""
+    """Progress bars (frames/s, ETA) for reading and restoring; the backward pass too for --lookahead all.
+    Only on a terminal: a log (stderr redirected) gets the caller's one line per file instead of escape codes."""
 
     def __init__(self, total: int | None, enabled: bool, exact: bool) -> None:
-        self.enabled = enabled
-        if not enabled:
+        self.enabled = enabled and _is_terminal(sys.stderr)
+        if not self.enabled:
             return
         from tqdm import tqdm
 
@@ -375,6 +385,13 @@ class _Bars:
             self.pass2.close()
 
 
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
+        return False
+
+
 def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Input | restored, each [H,W,3], with a 4-pixel grey separator."""
     sep = np.full((left.shape[0], 4, 3), 0.5, dtype=np.float32)
@@ -383,21 +400,34 @@ def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class RunSummary:
-    frames: int
-    width: int
+    """What a run did."""
+
+    frames: int  # frames restored (and written)
+    width: int  # frame size, as decoded (display orientation)
     height: int
-    output: str | None
-    compare: str | None
+    output: str | None  # where the restored video went ("-": standard output)
+    compare: str | None  # where the side-by-side went
+    seconds: float = 0.0  # wall time from opening the input to the outputs in place
+    first_frame_seconds: float | None = None  # from opening the input to the first restored frame
+    fps: float | None = None  # the source's frame rate (None: a frame folder)
+
+    @property
+    def frames_per_second(self) -> float:
+        """Restored frames per second of wall time, decoding and encoding included."""
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
 def run_video(
-    source: Path, output: str | None, backend: Backend, options: RunOptions, compare: str | None = None
+    source: str | Path, output: str | None, backend: Backend, options: RunOptions, compare: str | None = None
 ) -> RunSummary:
-    """Restore ``source`` (video file or frame folder) into ``output`` and, if given, a side-by-side into
-    ``compare``. Outputs are strings so that a trailing "/" (a PNG folder) is kept. Checks everything it can
-    before the first frame is restored; on any error or interruption no output is left, and a termination
-    signal raises :class:`runtime.io.Interrupted`."""
+    """Restore ``source`` (video file, frame folder, URL, or "-" for standard input) into ``output`` (a file,
+    a folder ending in "/", or "-" for standard output) and, if given, a side-by-side into ``compare``. Outputs
+    are strings so that a trailing "/" (a PNG folder) is kept. Checks everything it can before the first frame
+    is restored; on any error or interruption no output is left (a stream to standard output stops where it
+    is), and a termination signal raises :class:`runtime.io.Interrupted`."""
     check_outputs(source, output, compare)
+    started = time.monotonic()
+    first: float | None = None
     with open_input(source) as reader:
         info = reader.info
         check_size(info)
@@ -414,6 +444,8 @@ def run_video(
             if compare is not None:
                 wide = VideoInfo(**{**info.__dict__, "width": 2 * info.width + 4})
                 writers.append(BackgroundWriter(open_output(compare, wide, source=source, options=options.output)))
+            for w in writers:
+                log.info("writing %s", w.writer.describe())
             prefetch = Prefetcher(reader)
             restored = restored_frames(backend, iter(prefetch), info, options, bars)
             count = 0
@@ -425,6 +457,7 @@ def run_video(
                 if compare is not None:
                     writers[-1].write(side_by_side(frame.image, image), frame.pts, frame.name)
                 count += 1
+                first = first if first is not None else time.monotonic() - started
                 bars.wrote()
             if count == 0:
                 raise PahsError(f"expected at least one decodable frame in {source}, found none; check the file")
@@ -443,7 +476,8 @@ def run_video(
             if prefetch is not None:
                 _quietly(prefetch.close)
             bars.close()
-    return RunSummary(count, info.width, info.height, output, compare)
+    fps = float(info.fps) if info.fps else None
+    return RunSummary(count, info.width, info.height, output, compare, time.monotonic() - started, first, fps)
 
 
 def _quietly(cleanup: Callable[[], Any]) -> None:
@@ -466,7 +500,14 @@ def verify_frames(
     as the comparison goes, so memory stays that of two runs (chunk + lookahead frames each) whatever
     ``limit`` is; with ``--lookahead all`` each spills to disk."""
     check_verify_count(limit)
-    with open_input(source) as mine, open_input(source) as theirs:
+    mine = open_input(source)
+    if mine.info.is_stream:
+        mine.close()
+        raise PahsError(
+            f"expected a file or URL to verify (both backends read it), found {source}, a stream that can be read "
+            "once; save it to a file first"
+        )
+    with mine, open_input(source) as theirs:
         info = mine.info
         check_size(info)
         for b in (backend, reference):

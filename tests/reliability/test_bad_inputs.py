@@ -13,6 +13,7 @@ import contextlib
 import copy
 import io
 import json
+import logging
 import math
 import os
 import pickle
@@ -646,11 +647,18 @@ def _own_cache(monkeypatch, tmp_path: Path, cached_default: Path) -> Path:
 
 
 def _call_default() -> tuple[Path, str]:
+    """The default artifact, and the warnings of the ``pahs`` logger meanwhile (as `pahs-run` shows them)."""
     from pahs.defaults import default_artifact
 
     err = io.StringIO()
-    with contextlib.redirect_stderr(err):
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("pahs: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    logging.getLogger("pahs").addHandler(handler)
+    try:
         path = default_artifact()
+    finally:
+        logging.getLogger("pahs").removeHandler(handler)
     return path, err.getvalue()
 
 
@@ -672,7 +680,7 @@ def test_damaged_default_cache_is_exported_again(monkeypatch, tmp_path, cached_d
     damage(entry)
     path, err = _call_default()
     assert path == entry
-    line = one_line(err, "pahs: the cached default artifact", "is damaged", reason, "exporting it again")
+    line = one_line(err, "pahs: the cached artifact", "is damaged", reason, "exporting it again")
     assert str(entry) in line
     read_artifact(path).check_hashes()  # whole again
     assert sorted(p.name for p in entry.parent.iterdir()) == [entry.name]  # nothing left beside it
@@ -722,7 +730,7 @@ def test_pahs_run_verify_counts(frames, pristine):
     cli_error(run_main([str(frames), "--engine", str(pristine), "--verify", "0", "-q"]), "pahs-run", "found 0")
     status, out, err = run_main([str(frames), "--engine", str(pristine), "--verify", "-q"])  # bare: every frame
     assert status == 0, err
-    assert "PASS: onnxruntime on cpu (fp32) vs PyTorch over 2 frames" in out
+    assert "PASS: onnxruntime on cpu (fp32) vs PyTorch on cpu over 2 frames" in out
 
 
 CONCURRENT = """

@@ -93,7 +93,7 @@ def test_verify_flag(tmp_path, artifact):
     src = make_folder(tmp_path / "seq", n=4, width=32, height=32)
     result = pahs_run(str(src), "--engine", str(artifact), "--verify", "3", "-q")
     assert result.returncode == 0, result.stderr
-    assert "PASS: onnxruntime on cpu (fp32) vs PyTorch over 3 frames" in result.stdout
+    assert "PASS: onnxruntime on cpu (fp32) vs PyTorch on cpu over 3 frames" in result.stdout
     result = pahs_run(str(src), "--engine", str(artifact), "--verify", "-q")  # bare --verify: every frame
     assert "over 4 frames" in result.stdout
     assert not (tmp_path / "seq.deblurred").exists()  # verification alone writes nothing
@@ -133,7 +133,8 @@ def test_bad_inputs(tmp_path, artifact, checkpoint):
     src = make_folder(tmp_path / "ok", n=2, width=32, height=32)
     one_line_error(pahs_run(str(src), "--engine", str(artifact), "--lookahead", "-3"), "expected --lookahead from 0")
     one_line_error(pahs_run(str(src), "--engine", str(artifact), "--lookahead", "soon"), "a number of frames or 'all'")
-    one_line_error(pahs_run(str(src), "--engine", str(checkpoint), "--backend", "onnxruntime"), "runs ONNX artifact")
+    one_line_error(pahs_run(str(src), "--engine", str(artifact), "--precision", "int8"), "an int8 engine", "(fp32)")
+    one_line_error(pahs_run(str(src), "--engine", str(artifact), "--checkpoint", str(checkpoint)), "or --checkpoint")
     one_line_error(pahs_run(str(src), "--engine", str(tmp_path / "text.mp4")), "expected an engine")
     one_line_error(pahs_run(str(src), "--engine", str(artifact), "-o", str(src)), "different from the input")
     (tmp_path / "taken.mp4").write_bytes(b"x")
@@ -218,5 +219,5 @@ def test_precision_artifacts_run_through_pahs_run(tmp_path, precision, target):
     src = make_folder(tmp_path / "seq", n=4, width=48, height=32)
     result = pahs_run(str(src), "--engine", str(art), "--verify", "4", "-o", str(tmp_path / "out") + "/", "-q")
     assert result.returncode == 0, result.stderr
-    assert f"PASS: onnxruntime on cpu ({precision}) vs PyTorch over 4 frames" in result.stdout
+    assert f"PASS: onnxruntime on cpu ({precision}) vs PyTorch on cpu over 4 frames" in result.stdout
     assert len(list((tmp_path / "out").iterdir())) == 4
