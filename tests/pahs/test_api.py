@@ -86,3 +86,16 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     os.symlink(ROOT / "samples", tmp_path / "samples")
     exec(compile(block, "README.md", "exec"), {})
     assert (tmp_path / "deblurred-api.mp4").is_file()
+
+
+def test_frame_size_ceiling_before_any_inference(checkpoint):
+    """restore() checks the first frame against --max-pixels (or what free memory holds), as pahs-run does."""
+    with pytest.raises(PahsError, match=r"expected frames of at most 1,000 pixels \(--max-pixels\), found 48x32"):
+        list(pahs.open(checkpoint).restore(frames_u8(2, 48, 32), max_pixels=1000))
+    assert len(list(pahs.open(checkpoint).restore(frames_u8(2, 48, 32), max_pixels=48 * 32))) == 2
+
+
+def test_restore_video_missing_source_is_one_line(checkpoint, tmp_path):
+    """Sources are strings (files, folders, URLs, "-": tests/runtime/test_cli_pipes.py); a missing one is one line."""
+    with pytest.raises(PahsError, match="nothing at"):
+        pahs.open(checkpoint).restore_video(str(tmp_path / "missing.mp4"), tmp_path / "o.mp4")
