@@ -20,6 +20,11 @@ on every way out, and one left by a killed run is swept by the next :func:`resto
 Both drivers call ``poll()`` before every backend step when given one: the pipeline passes a check of the
 interruption flag there, so a signal is acted on within one step.
 
+A long video can be restored in segments on several workers (:mod:`runtime.segments`): :func:`restore_range`
+restores frames [start, end) from the frames [start - W, end + N) with the same chunks and backward starts,
+its forward state warmed up over the W frames before ``start`` or given exactly (:func:`forward_states`, a
+forward-only pass that records the state at chosen frames).
+
 The online (unidirectional) model needs none of this: one step per frame, one frame of latency.
 Frames here are torch tensors [3, H, W] float32 in [0, 1] with H, W multiples of the backend's
 ``size_multiple``; padding and cropping happen in :mod:`runtime.pipeline`.
@@ -31,6 +36,7 @@ import os
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice, pairwise
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +127,112 @@ def _restore_chunk(
         x, f = pending.popleft(), fwd.popleft()
         poll()
         yield backend.fuse(x, f, bwd[i])[0]
+
+
+def restore_range(
+    backend: Backend,
+    frames: Iterable[Tensor],
+    start: int,
+    end: int,
+    warmup: int = 0,
+    lookahead: int = DEFAULT_LOOKAHEAD,
+    chunk: int = DEFAULT_CHUNK,
+    state: tuple[Tensor, Tensor] | None = None,
+    poll: Poll | None = None,
+) -> Iterator[Tensor]:
+    """Frames [start, end) of a longer video restored by themselves, as :func:`restore_stream` restores them
+    within the whole video: the same chunks in absolute frame numbers (``start`` must be a multiple of
+    ``chunk``) and the same backward starts; yields restored [3,H,W] tensors in order (on ``backend.device``).
+
+    ``frames`` are frames [start - warmup, read_end) of the video, [3,H,W] as for :func:`restore_stream`, with
+    read_end = min(T, e + lookahead) for a video of T frames, e being ``end`` rounded up to a multiple of
+    ``chunk``: the backward run of each chunk then starts where the whole video's does, min(T-1, s+K-1+N).
+    Fewer frames than that are taken as the end of the video;
+    frames past what the last chunk needs are not read. The first ``warmup`` frames only run the forward
+    direction, from ``state`` (zero when None), and their outputs are dropped. So the result equals the
+    whole run's bit for bit when the forward state entering ``start`` does: ``warmup = start`` (from frame 0),
+    or ``state`` recorded by :func:`forward_states` with ``warmup = 0``; otherwise the forward features differ
+    for a while after ``start`` (docs/SEGMENTS.md measures how long). Online models step per frame the same way.
+    ``poll()`` is called before every backend step (it may raise to stop).
+    """
+    if not 0 <= start < end or not 0 <= warmup <= start or chunk < 1 or lookahead < 0:
+        raise ValueError(
+            f"expected 0 <= start < end, 0 <= warmup <= start, chunk >= 1 and lookahead >= 0, found start={start} "
+            f"end={end} warmup={warmup} chunk={chunk} lookahead={lookahead}"
+        )
+    if backend.bidirectional and start % chunk:
+        raise ValueError(f"expected start on a chunk boundary (a multiple of {chunk}), found {start}")
+    poll = poll or _no_poll
+    it = iter(frames)
+    for frame in islice(it, warmup):  # the warm-up: forward steps whose outputs are dropped
+        poll()
+        x = backend.upload(frame[None])
+        state = _advance(backend, x, state if state is not None else backend.initial_state(x))
+    if not backend.bidirectional:
+        for frame in islice(it, end - start):
+            poll()
+            x = backend.upload(frame[None])
+            restored, *carried = backend.step(x, *(state if state is not None else backend.initial_state(x)))
+            state = (carried[0], carried[1])
+            yield restored[0]
+        return
+    pending: deque[Tensor] = deque()  # frames not yet restored; the absolute index of pending[0] is `first`
+    fwd: deque[Tensor] = deque()  # forward features of the same frames
+    first = total = start  # total: one past the last frame read
+    for frame in it:
+        poll()
+        x = backend.upload(frame[None])
+        state = backend.forward_step(x, *(state if state is not None else backend.initial_state(x)))
+        pending.append(x)
+        fwd.append(state[1])
+        total += 1
+        if total >= first + chunk + lookahead:  # chunk [first, first+K) has its N future frames
+            k = min(chunk, end - first)
+            yield from _restore_chunk(backend, pending, fwd, k, chunk - 1 + lookahead, poll)
+            first += k
+            if first >= end:
+                return
+    while pending and first < end:  # the end of the frames given: the video's end (or frames missing)
+        k = min(chunk, len(pending), end - first)
+        yield from _restore_chunk(backend, pending, fwd, k, len(pending) - 1, poll)
+        first += k
+
+
+def forward_states(
+    backend: Backend, frames: Iterable[Tensor], at: Iterable[int], poll: Poll | None = None
+) -> Iterator[tuple[int, tuple[Tensor, Tensor]]]:
+    """The forward direction alone over ``frames`` ([3,H,W] from frame 0, as for :func:`restore_stream`), from
+    zero state: yields (t, the state (h, feat) entering frame t) for each t of ``at`` (increasing, each > 0),
+    which is what :func:`restore_range` takes as ``state`` to continue the whole run exactly from frame t.
+
+    No backward or fuse step runs (a third of a full restore's time on the CPU: docs/SEGMENTS.md), and frames
+    past the last t are not read. Online models step (their only graph). A yielded state is valid until the
+    generator is resumed (backends reuse their buffers): copy or save it first. Fewer frames than the last t:
+    the states past the end are not yielded. ``poll()`` is called before every backend step.
+    """
+    wanted = deque(at)
+    if any(a >= b for a, b in pairwise(wanted)) or (wanted and wanted[0] < 1):
+        raise ValueError(f"expected increasing frame numbers from 1, found {list(wanted)}")
+    if not wanted:
+        return
+    poll = poll or _no_poll
+    state = None
+    for t, frame in enumerate(frames):
+        poll()
+        x = backend.upload(frame[None])
+        state = _advance(backend, x, state if state is not None else backend.initial_state(x))
+        if t + 1 == wanted[0]:
+            yield wanted.popleft(), state
+            if not wanted:
+                return
+
+
+def _advance(backend: Backend, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    """The forward state after frame ``x``: the forward graph, or the online step graph (output dropped)."""
+    if backend.bidirectional:
+        return backend.forward_step(x, *state)
+    _, h, feat = backend.step(x, *state)
+    return h, feat
 
 
 def _online(backend: Backend, frames: Iterable[Tensor], poll: Poll = _no_poll) -> Iterator[Tensor]:

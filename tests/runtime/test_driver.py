@@ -7,7 +7,7 @@ import torch
 
 from pahs_export import build_model
 from runtime.backends.torch_backend import TorchBackend
-from runtime.driver import restore_exact, restore_stream
+from runtime.driver import forward_states, restore_exact, restore_range, restore_stream
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +121,73 @@ def test_stream_is_lazy(backend):
 def test_empty_input(backend):
     assert list(restore_stream(backend, iter([]))) == []
     assert list(restore_exact(backend, iter([]))) == []
+
+
+# -- restoring a range of frames (segments) -----------------------------------------------------------------------
+
+
+def restore_range_of(backend, x, start, end, warmup, lookahead, chunk, state=None) -> torch.Tensor:
+    """Frames [start, end) of ``x`` restored from frames [start - warmup, end + lookahead) alone."""
+    read_end = min(len(x), end + lookahead)
+    with torch.no_grad():
+        got = restore_range(backend, iter(x[start - warmup : read_end]), start, end, warmup, lookahead, chunk, state)
+        return torch.stack(list(got))
+
+
+@pytest.mark.parametrize(
+    ("lookahead", "chunk", "start", "end"), [(3, 4, 0, 8), (3, 4, 8, 16), (2, 3, 9, 13), (5, 2, 4, 13)]
+)
+def test_range_warmed_up_from_frame_0_equals_the_whole_run(backend, lookahead, chunk, start, end):
+    """Same chunks in absolute frame numbers and same backward starts: with the forward state run from frame 0
+    (warm-up = start), frames [start, end) equal the whole run's, at the video's end too."""
+    x = clip(13, seed=start)
+    whole = stream(backend, x, lookahead=lookahead, chunk=chunk)
+    assert torch.equal(restore_range_of(backend, x, start, end, start, lookahead, chunk), whole[start:end])
+
+
+def test_range_from_recorded_forward_states_equals_the_whole_run(backend):
+    x = clip(20, seed=3)
+    whole = stream(backend, x, lookahead=3, chunk=4)
+    with torch.no_grad():
+        states = {t: (h.clone(), f.clone()) for t, (h, f) in forward_states(backend, iter(x), [4, 12, 16])}
+    assert sorted(states) == [4, 12, 16]
+    for start, end in ((4, 12), (12, 16), (16, 20)):
+        got = restore_range_of(backend, x, start, end, 0, 3, 4, states[start])
+        assert torch.equal(got, whole[start:end]), (start, end)
+
+
+def test_range_reads_only_what_it_needs(backend):
+    """Frames past end + N are not read; a short warm-up gives a different (approximate) result."""
+    x = clip(24, seed=4)
+    read = []
+
+    def frames():
+        for i, f in enumerate(x[4:], start=4):
+            read.append(i)
+            yield f
+
+    with torch.no_grad():
+        got = torch.stack(list(restore_range(backend, frames(), 8, 12, 4, 3, 4)))
+    assert read[-1] == 14  # frames 4..14: the warm-up [4, 8), the segment [8, 12) and its N=3 future frames
+    assert not torch.equal(got, stream(backend, x, lookahead=3, chunk=4)[8:12])
+
+
+def test_range_checks_its_arguments(backend):
+    x = clip(8)
+    with pytest.raises(ValueError, match="chunk boundary"):
+        list(restore_range(backend, iter(x), 2, 6, 0, 3, 4))
+    with pytest.raises(ValueError, match="warmup <= start"):
+        list(restore_range(backend, iter(x), 4, 8, 5, 3, 4))
+    with pytest.raises(ValueError, match="increasing"):
+        list(forward_states(backend, iter(x), [4, 4]))
+
+
+def test_online_range_warmed_up_from_frame_0_equals_the_whole_run():
+    torch.manual_seed(6)
+    uni = TorchBackend(build_model("pahs-t", bidirectional=False))
+    x = clip(9)
+    with torch.no_grad():
+        whole = stream(uni, x)
+        assert torch.equal(torch.stack(list(restore_range(uni, iter(x), 5, 9, 5))), whole[5:9])
+        (_, state), *_ = forward_states(uni, iter(x), [5])
+        assert torch.equal(torch.stack(list(restore_range(uni, iter(x[5:]), 5, 9, 0, state=state))), whole[5:9])
