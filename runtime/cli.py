@@ -2,20 +2,27 @@
 
 A thin layer over the Python API (:func:`pahs.open` -> :class:`pahs.Restorer`): it parses options, opens the
 restorer, calls :meth:`~pahs.Restorer.restore_video` (or the verification), and reports. Messages and
-progress go to stderr; stdout carries only the video with ``-o -``, else the ``--verify`` table.
+progress go to stderr; stdout carries only the video with ``-o -``, else the ``--verify`` table, or the
+per-file summary of a batch.
+
+Several inputs (or a quoted pattern) are a batch, and ``--cluster`` runs one on Ray: the inputs become jobs
+(:mod:`runtime.batch`), and :func:`execute` runs them here or on the cluster (:mod:`runtime.cluster`); jobs made
+elsewhere (segments of one long video) run through :func:`execute` too.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 from urllib.parse import unquote, urlparse
 
 import typer
@@ -37,10 +44,16 @@ from pahs_export.cli_common import (
 from pahs_export.errors import PahsError
 from pahs_export.presets import DEFAULT_LOOKAHEAD
 
+from .cluster import ClusterOptions
 from .driver import DEFAULT_CHUNK
 from .engines import OPENERS
 from .io import OUTPUT_CODECS, OUTPUT_FORMATS, X264_PRESETS
 from .io.threads import termination_handlers
+from .segments import DEFAULT_WARMUP, restore_segmented
+
+if TYPE_CHECKING:
+    from .backends import Backend as OpenBackend  # `Backend` here is the --backend choices
+    from .jobs import Job, JobResult
 
 app = new_app("Deblur a video (or a folder of frames) with PAHS.")
 VERIFY_ALL = "all"  # what a bare `--verify` stands for
@@ -49,6 +62,7 @@ Backend = choices("Backend", OPENERS)
 Format = choices("Format", OUTPUT_FORMATS)
 Codec = choices("Codec", OUTPUT_CODECS)
 EncoderPreset = choices("EncoderPreset", X264_PRESETS)
+CLUSTER_PANEL = "Many videos on a Ray cluster"
 
 
 def parse_lookahead(text: str | None) -> int | None:
@@ -128,10 +142,12 @@ def _say(message: str) -> None:
 @app.command()
 def run(
     video: Annotated[
-        str,
+        list[str],
         typer.Argument(
             help="Input: a video file (anything FFmpeg decodes), a folder of PNG/JPG frames, a URL (http, https, "
-            "rtsp, file: ...; passed to FFmpeg as it is), or - for standard input (y4m, matroska, nut, mpegts ...).",
+            "rtsp, file: ...; passed to FFmpeg as it is), or - for standard input (y4m, matroska, nut, mpegts ...). "
+            "Several inputs, or a quoted pattern ('clips/*.mov', ** allowed), restore each into the folder -o under "
+            "its own name, skipping outputs already there (--overwrite redoes them); - and URLs one per run.",
             show_default=False,
         ),
     ],
@@ -261,16 +277,74 @@ def run(
         ),
     ] = None,
     lossless: Annotated[bool, typer.Option("--lossless", help="Lossless video output.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing output files.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace existing output files (several inputs: redo them).")
+    ] = False,
     json_out: Annotated[
         Optional[Path],
         typer.Option("--json", help="Also write a machine-readable summary (frames, timings, verify) to this file."),
     ] = None,
+    cluster: Annotated[
+        Optional[str],
+        typer.Option(
+            "--cluster",
+            help="Run on Ray, one video per job on workers that each open the engine once: local (start Ray on "
+            "this machine for the run), auto (the cluster `ray start` runs here), or an address (ray://head:10001, "
+            "head:6379). Inputs, outputs, the engine and $PAHS_CACHE must be on storage every worker sees. Needs Ray "
+            "(the cluster extra of pahs).",
+            rich_help_panel=CLUSTER_PANEL,
+        ),
+    ] = None,
+    workers: Annotated[
+        Optional[int],
+        typer.Option(
+            "--workers",
+            help="Workers to start (default: with --gpus-per-worker G, the cluster's GPUs / G; else one per machine, "
+            "each spreading its steps over the machine's cores; never more than the inputs).",
+            rich_help_panel=CLUSTER_PANEL,
+        ),
+    ] = None,
+    gpus_per_worker: Annotated[
+        Optional[float],
+        typer.Option(
+            "--gpus-per-worker",
+            help="GPUs each worker reserves, e.g. 1 with --backend tensorrt or --device cuda (default: none, CPU "
+            "workers).",
+            rich_help_panel=CLUSTER_PANEL,
+        ),
+    ] = None,
+    segment_frames: Annotated[
+        Optional[int],
+        typer.Option(
+            "--segment-frames",
+            help="Split one long video into segments of about this many frames (a multiple of --chunk), restored as "
+            "jobs (here, or on Ray with --cluster) and joined into -o with the source's audio and timestamps.",
+            rich_help_panel=CLUSTER_PANEL,
+        ),
+    ] = None,
+    warmup: Annotated[
+        Optional[int],
+        typer.Option(
+            "--warmup",
+            help=f"With --segment-frames: frames of forward warm-up before each segment (default {DEFAULT_WARMUP}; "
+            "its cost against the single run: docs/SEGMENTS.md).",
+            rich_help_panel=CLUSTER_PANEL,
+        ),
+    ] = None,
+    exact_segments: Annotated[
+        bool,
+        typer.Option(
+            "--exact-segments",
+            help="With --segment-frames: one forward-only pass records the state at each boundary first, so the "
+            "output is the single run's bit for bit (instead of --warmup).",
+            rich_help_panel=CLUSTER_PANEL,
+        ),
+    ] = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Deblur VIDEO into -o (default VIDEO.deblurred.mp4)."""
-    summary: dict[str, Any] = {"input": video, "status": "error"}
+    """Deblur VIDEO into -o (default VIDEO.deblurred.mp4); several videos into the folder -o, here or on Ray."""
+    summary: dict[str, Any] = {"input": video[0] if len(video) == 1 else list(video), "status": "error"}
     pahs_log = logging.getLogger("pahs")
     handler = _StderrLog()
     level = pahs_log.level
@@ -289,7 +363,7 @@ def run(
 
 
 def _run(
-    video: str,
+    video: list[str],
     engine: Path | None,
     checkpoint: Path | None,
     output: str | None,
@@ -316,14 +390,19 @@ def _run(
     json_out: Path | None,
     quiet: bool,
     debug: bool,
+    cluster: str | None,
+    workers: int | None,
+    gpus_per_worker: float | None,
+    segment_frames: int | None,
+    warmup: int | None,
+    exact_segments: bool,
     summary: dict[str, Any],
     **_: Any,
 ) -> None:
     import pahs
-    from pahs_export.cache import cache_dir
-    from pahs_export.files import disk_error, is_disk_error
     from pahs_export.verify import TOLERANCES, verdict, verify_video
 
+    from .batch import is_batch
     from .io import check_interrupted
     from .pipeline import RunOptions, check_options
 
@@ -345,21 +424,34 @@ def _run(
         encoder["fps"] = parse_fps(fps)
     window = parse_lookahead(lookahead)
     k = DEFAULT_CHUNK if chunk is None else chunk
+    where = cluster_options(cluster, workers, gpus_per_worker)
+    if segment_frames is None and (warmup is not None or exact_segments):
+        raise PahsError("expected --warmup or --exact-segments with --segment-frames, found no --segment-frames")
+    if segment_frames is not None:
+        if is_batch(video) or frames_to_verify is not False or compare is not None:
+            raise PahsError(
+                "expected one input and no --verify or --compare with --segment-frames, found them; split one "
+                "video at a time"
+            )
+        if exact_segments and warmup is not None:
+            raise PahsError("expected --exact-segments or --warmup, found both; the exact mode needs no warm-up")
+        _run_segmented(
+            video[0], output, engine, checkpoint, backend, device, chosen, cuda_graphs, window, k, max_pixels,
+            encoder, json_out, quiet, where, segment_frames, warmup, exact_segments, summary, started,
+        )  # fmt: skip
+        return
+    if is_batch(video) or where.address is not None:
+        _run_jobs(
+            video, engine, checkpoint, output, backend, device, chosen, cuda_graphs, lookahead, window, k,
+            frames_to_verify, max_pixels, spill_dir, compare, encoder, json_out, quiet, where, summary, started,
+        )  # fmt: skip
+        return
+    (video,) = video  # one input, not a pattern: what pahs-run always did
     target = output if output is not None else (None if frames_to_verify is not False else default_output(video))
     if output == STDIO and frames_to_verify is not False:
         raise PahsError("expected --verify without -o - (its table would mix with the video), found both; drop one")
     weights = engine if engine is not None else checkpoint
-    try:
-        restorer = pahs.open(
-            weights, backend=value_of(backend), device=device, precision=chosen, cuda_graphs=cuda_graphs
-        )
-    except (OSError, PahsError) as e:  # the first use exports the default engine into the cache
-        cause = e if isinstance(e, OSError) else e.__cause__  # AtomicOutput's one line says "-o": not ours here
-        if engine is None and isinstance(cause, OSError) and is_disk_error(cause):
-            where = cache_dir().absolute()
-            what = "the default engine" if weights is None else f"the engine exported from {weights}"
-            raise disk_error(cause, what, where, "set PAHS_CACHE to another folder") from e
-        raise
+    restorer = pahs.Restorer(_open_backend(weights, engine is not None, value_of(backend), chosen, device, cuda_graphs))
     be = restorer.backend
     opened = time.monotonic()
     summary.update(
@@ -420,6 +512,238 @@ def _run(
             f"wrote {outputs}: {run.frames} frames, {run.width}x{run.height}, in {run.seconds:.1f} s "
             f"({run.frames_per_second:.2f} frames/s)"
         )
+
+
+def _open_backend(
+    weights: Path | None, exported: bool, backend: str | None, precision: str | None, device: str | None, graphs: bool
+) -> OpenBackend:
+    """:func:`pahs.open_backend`; a full or read-only cache met by the first-use export is one line saying so."""
+    import pahs
+    from pahs_export.cache import cache_dir
+    from pahs_export.files import disk_error, is_disk_error
+
+    try:
+        return pahs.open_backend(weights, backend, precision, device=device, cuda_graphs=graphs)
+    except (OSError, PahsError) as e:  # the first use exports the default engine into the cache
+        cause = e if isinstance(e, OSError) else e.__cause__  # AtomicOutput's one line says "-o": not ours here
+        if not exported and isinstance(cause, OSError) and is_disk_error(cause):
+            where = cache_dir().absolute()
+            what = "the default engine" if weights is None else f"the engine exported from {weights}"
+            raise disk_error(cause, what, where, "set PAHS_CACHE to another folder") from e
+        raise
+
+
+def cluster_options(cluster: str | None, workers: int | None, gpus_per_worker: float | None) -> ClusterOptions:
+    """``--cluster``, ``--workers`` and ``--gpus-per-worker`` checked (the counts without --cluster are refused,
+    and --cluster without Ray installed), before anything is opened."""
+    from .cluster import check_cluster_options, require_ray
+
+    if cluster is None:
+        counts = (("--workers", workers), ("--gpus-per-worker", gpus_per_worker))
+        given = [f"{flag} {value:g}" for flag, value in counts if value is not None]
+        if given:
+            raise PahsError(
+                f"expected {' and '.join(given)} with --cluster, found no --cluster; add --cluster local to run "
+                "workers on this machine, or drop it"
+            )
+        return ClusterOptions()
+    if not cluster.strip():
+        raise PahsError("expected --cluster local, auto or an address (ray://host:10001, host:6379), found ''")
+    options = ClusterOptions(cluster.strip(), workers, gpus_per_worker)
+    check_cluster_options(options)
+    require_ray()
+    return options
+
+
+def execute(
+    jobs: Sequence[Job],
+    open_backend: Callable[[], OpenBackend],
+    where: ClusterOptions,
+    on_result: Callable[[JobResult], None] | None = None,
+) -> list[JobResult]:
+    """Run ``jobs`` (:class:`runtime.jobs.Job`: videos of a batch, or segments of one long video) here, one after
+    the other (``where.address`` None: :func:`runtime.batch.run_local`), or on the Ray cluster ``where`` names
+    (:func:`runtime.cluster.run_on_ray`). ``open_backend``: a picklable zero-argument callable (each worker
+    opens its backend with it, once). One result per job, in the order of ``jobs``."""
+    from .batch import run_local
+    from .cluster import run_on_ray
+
+    if where.address is None:
+        return run_local(jobs, open_backend, on_result)
+    return run_on_ray(
+        jobs, open_backend, address=where.address, workers=where.workers, gpus_per_worker=where.gpus_per_worker,
+        cpus_per_worker=where.cpus_per_worker, on_result=on_result,
+    )  # fmt: skip
+
+
+def _run_jobs(
+    inputs: list[str],
+    engine: Path | None,
+    checkpoint: Path | None,
+    output: str | None,
+    backend: Any,
+    device: str | None,
+    precision: str | None,
+    cuda_graphs: bool,
+    lookahead: str | None,
+    window: int | None,
+    chunk: int,
+    frames_to_verify: int | bool | None,
+    max_pixels: int | None,
+    spill_dir: Path | None,
+    compare: str | None,
+    encoder: dict[str, Any],
+    json_out: Path | None,
+    quiet: bool,
+    where: ClusterOptions,
+    summary: dict[str, Any],
+    started: float,
+) -> None:
+    """Several inputs, or any on a cluster: plan the jobs, open the backend here once (a first-use export
+    happens once, before workers start), run them (:func:`execute`), and report each file."""
+    import functools
+
+    import pahs
+
+    from .batch import BatchProgress, counts, is_batch, plan_batch, plan_single, summary_lines
+    from .io import OutputOptions, check_interrupted, source_kind
+    from .jobs import JobResult
+    from .pipeline import RunOptions, check_options
+
+    batch = is_batch(inputs)
+    how = "with several inputs" if batch else "with --cluster"
+    if frames_to_verify is not False:
+        raise PahsError(f"expected --verify with one input and no --cluster, found it {how}; verify one file alone")
+    if compare is not None:
+        raise PahsError(f"expected --compare with one input and no --cluster, found it {how}; drop --compare")
+    if not batch and (source_kind(inputs[0]) == "stdin" or output == STDIO):
+        raise PahsError(
+            "expected files with --cluster, found standard input or output (-); workers cannot read or write this "
+            "process's pipes: drop --cluster"
+        )
+    on_cluster = where.address is not None
+    options = RunOptions(
+        lookahead=window, chunk=chunk, output=OutputOptions(**encoder), progress=False, spill_dir=spill_dir,
+        max_pixels=max_pixels,
+    )  # fmt: skip
+    if batch:
+        plan = plan_batch(inputs, output, options, absolute=on_cluster)
+    else:
+        plan = plan_single(inputs[0], output or default_output(inputs[0]), options, absolute=on_cluster)
+    weights = engine if engine is not None else checkpoint
+    be = _open_backend(weights, engine is not None, value_of(backend), precision, device, cuda_graphs)
+    opened = time.monotonic()
+    summary.update(
+        backend=be.name, device=str(be.device), precision=be.precision, engine=be.describe(),
+        lookahead="all" if window is None else window, chunk=chunk,
+        cluster=None if not on_cluster else {"address": where.address, "workers": where.workers,
+                                             "gpus_per_worker": where.gpus_per_worker},
+    )  # fmt: skip
+    check_interrupted()
+    check_options(RunOptions(lookahead=window, chunk=chunk), be, lookahead_given=lookahead is not None)
+    jobs = plan.jobs
+    if not quiet:
+        _say(be.describe())
+        settled = counts([e for e in plan.entries if isinstance(e, JobResult)])
+        parts = [f"{len(jobs)} to restore" + (f" on Ray ({where.address})" if on_cluster else "")]
+        parts += [f"{settled['skipped']} already there (skipped)"] if settled["skipped"] else []
+        parts += [f"{settled['failed']} pattern(s) matching nothing"] if settled["failed"] else []
+        _say(", ".join(parts))
+    if on_cluster:  # every worker opens its own backend: picklable, absolute paths
+        weights = Path(os.path.abspath(weights)) if weights is not None else None
+        open_backend = functools.partial(
+            pahs.open_backend, weights, value_of(backend), precision, device=device, cuda_graphs=cuda_graphs
+        )
+        del be  # the workers' backends take its place (its memory, a GPU's too, is freed)
+    else:
+        open_backend = functools.partial(_same, be)
+    logging.getLogger("pahs").setLevel(logging.WARNING)  # one line per file, not the writer's own
+    progress = BatchProgress(len(jobs), enabled=not quiet, prefix="pahs-run: ")
+    try:
+        results = plan.merge(execute(jobs, open_backend, where, on_result=progress))
+    finally:
+        progress.close()
+    total = time.monotonic() - started
+    for line in summary_lines(results, total):
+        typer.echo(line)
+    n = counts(results)
+    summary.update(outputs=output, counts=n, frames=sum(r.frames for r in results), files=[asdict(r) for r in results])
+    _finish(json_out, summary, "failed" if n["failed"] else "ok", started, opened)
+    if n["failed"]:
+        raise typer.Exit(1)
+
+
+def _run_segmented(
+    source: str,
+    output: str | None,
+    engine: Path | None,
+    checkpoint: Path | None,
+    backend: Any,
+    device: str | None,
+    precision: str | None,
+    cuda_graphs: bool,
+    window: int | None,
+    chunk: int,
+    max_pixels: int | None,
+    encoder: dict[str, Any],
+    json_out: Path | None,
+    quiet: bool,
+    where: ClusterOptions,
+    segment_frames: int,
+    warmup: int | None,
+    exact: bool,
+    summary: dict[str, Any],
+    started: float,
+) -> None:
+    """One long video as segment jobs (:mod:`runtime.segments`), run here or on Ray (:func:`execute`), joined."""
+    import functools
+
+    import pahs
+
+    from .io import OutputOptions
+    from .pipeline import RunOptions
+
+    target = output or default_output(source)
+    weights = engine if engine is not None else checkpoint
+    be = _open_backend(weights, engine is not None, value_of(backend), precision, device, cuda_graphs)
+    opened = time.monotonic()
+    on_cluster = where.address is not None
+    summary.update(
+        backend=be.name, device=str(be.device), precision=be.precision, engine=be.describe(),
+        lookahead=window, chunk=chunk, segment_frames=segment_frames,
+        warmup=None if exact else (DEFAULT_WARMUP if warmup is None else warmup), exact_segments=exact,
+    )  # fmt: skip
+    if not quiet:
+        _say(be.describe())
+    if on_cluster:  # every worker opens its own backend: picklable, absolute paths
+        weights = Path(os.path.abspath(weights)) if weights is not None else None
+        open_backend = functools.partial(
+            pahs.open_backend, weights, value_of(backend), precision, device=device, cuda_graphs=cuda_graphs
+        )
+    else:
+        open_backend = functools.partial(_same, be)
+    options = RunOptions(lookahead=window, chunk=chunk, output=OutputOptions(**encoder), max_pixels=max_pixels)
+    run = restore_segmented(
+        source, target, open_backend, options=options, segment_frames=segment_frames,
+        warmup=DEFAULT_WARMUP if warmup is None else warmup, exact=exact,
+        execute=lambda jobs, opener: execute(jobs, opener, where),
+    )  # fmt: skip
+    summary.update(
+        output=run.output, frames=run.frames, segments=len(run.segments),
+        seconds={"pass": round(run.pass_seconds, 3), "segments": round(run.jobs_seconds, 3),
+                 "join": round(run.join_seconds, 3)},
+        files=[asdict(r) for r in run.results],
+    )  # fmt: skip
+    _finish(json_out, summary, "ok", started, opened)
+    if not quiet:
+        _say(
+            f"wrote {run.output}: {run.frames} frames from {len(run.segments)} segments "
+            f"({'exact' if run.exact else f'warm-up {run.warmup}'}) in {time.monotonic() - started:.1f} s"
+        )
+
+
+def _same(backend: OpenBackend) -> OpenBackend:
+    return backend
 
 
 def _round(x: float | None) -> float | None:
