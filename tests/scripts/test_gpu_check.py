@@ -1,0 +1,28 @@
+"""scripts/gpu-check.sh, checked on the CPU as far as a CPU allows: its syntax and usage line always, its
+whole run in --cpu mode (the same steps, small, on the CPU) with --run-slow."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "gpu-check.sh"
+
+
+def test_syntax_and_usage():
+    assert subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True).returncode == 0
+    result = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True)
+    assert result.returncode != 0 and "usage: scripts/gpu-check.sh RESULTS" in result.stderr
+
+
+@pytest.mark.slow
+def test_cpu_mode_runs_every_step(tmp_path):
+    result = subprocess.run(["bash", str(SCRIPT), str(tmp_path), "--cpu"], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    logs = {p.name for p in tmp_path.iterdir()}
+    assert {"env.txt", "pytest-gpu.log", "verify-graphs.log", "verify-eager.log", "bench-gpu.json"} <= logs
+    assert "PASS: torch on cpu (fp32) vs PyTorch on cpu" in (tmp_path / "verify-eager.log").read_text()
+    assert json.loads((tmp_path / "bench-gpu.json").read_text())
