@@ -265,9 +265,11 @@ def test_10_bit_output_keeps_more_than_8_bits(tmp_path):
     assert b" C420p10 " in data.split(b"\n")[0] and "yuv420p10le" in line
     eight_bit = tmp_path / "eight.mkv"
     make_clip(eight_bit, n=2)
-    copy(eight_bit, tmp_path / "ten.mp4", codec="libx265", pix_fmt="yuv420p10le")  # 10-bit from 8 bits too
-    with av.open(str(tmp_path / "ten.mp4")) as c:
+    copy(eight_bit, tmp_path / "ten.mkv", codec="libx265", pix_fmt="yuv420p10le")  # 10-bit from 8 bits too
+    with av.open(str(tmp_path / "ten.mkv")) as c:
         assert c.streams.video[0].codec_context.pix_fmt == "yuv420p10le"
+    with pytest.raises(PahsError, match=r"expected a codec mp4 can hold \(.*libx264.*\), found libx265"):
+        copy(eight_bit, tmp_path / "ten.mp4", codec="libx265", pix_fmt="yuv420p10le")  # see encoding._REFUSED
 
 
 def test_fps_override_retimes_and_drops_audio(tmp_path):
