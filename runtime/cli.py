@@ -455,7 +455,7 @@ def _run(
     be = restorer.backend
     opened = time.monotonic()
     summary.update(
-        backend=be.name, device=str(be.device), precision=be.precision, engine=be.describe(),
+        **_what_runs(be),
         lookahead="all" if window is None else window, chunk=k,
     )  # fmt: skip
     check_interrupted()
@@ -601,9 +601,6 @@ def _run_jobs(
 ) -> None:
     """Several inputs, or any on a cluster: plan the jobs, open the backend here once (a first-use export
     happens once, before workers start), run them (:func:`execute`), and report each file."""
-    import functools
-
-    import pahs
 
     from .batch import BatchProgress, counts, is_batch, plan_batch, plan_single, summary_lines
     from .io import OutputOptions, check_interrupted, source_kind
@@ -634,7 +631,7 @@ def _run_jobs(
     be = _open_backend(weights, engine is not None, value_of(backend), precision, device, cuda_graphs)
     opened = time.monotonic()
     summary.update(
-        backend=be.name, device=str(be.device), precision=be.precision, engine=be.describe(),
+        **_what_runs(be),
         lookahead="all" if window is None else window, chunk=chunk,
         cluster=None if not on_cluster else {"address": where.address, "workers": where.workers,
                                              "gpus_per_worker": where.gpus_per_worker},
@@ -649,14 +646,8 @@ def _run_jobs(
         parts += [f"{settled['skipped']} already there (skipped)"] if settled["skipped"] else []
         parts += [f"{settled['failed']} pattern(s) matching nothing"] if settled["failed"] else []
         _say(", ".join(parts))
-    if on_cluster:  # every worker opens its own backend: picklable, absolute paths
-        weights = Path(os.path.abspath(weights)) if weights is not None else None
-        open_backend = functools.partial(
-            pahs.open_backend, weights, value_of(backend), precision, device=device, cuda_graphs=cuda_graphs
-        )
-        del be  # the workers' backends take its place (its memory, a GPU's too, is freed)
-    else:
-        open_backend = functools.partial(_same, be)
+    open_backend = _opener(be, on_cluster, weights, backend, precision, device, cuda_graphs)
+    del be  # on a cluster the workers' backends take its place (its memory, a GPU's too, is freed)
     logging.getLogger("pahs").setLevel(logging.WARNING)  # one line per file, not the writer's own
     progress = BatchProgress(len(jobs), enabled=not quiet, prefix="pahs-run: ")
     try:
@@ -696,9 +687,6 @@ def _run_segmented(
     started: float,
 ) -> None:
     """One long video as segment jobs (:mod:`runtime.segments`), run here or on Ray (:func:`execute`), joined."""
-    import functools
-
-    import pahs
 
     from .io import OutputOptions
     from .pipeline import RunOptions
@@ -709,19 +697,13 @@ def _run_segmented(
     opened = time.monotonic()
     on_cluster = where.address is not None
     summary.update(
-        backend=be.name, device=str(be.device), precision=be.precision, engine=be.describe(),
+        **_what_runs(be),
         lookahead=window, chunk=chunk, segment_frames=segment_frames,
         warmup=None if exact else (DEFAULT_WARMUP if warmup is None else warmup), exact_segments=exact,
     )  # fmt: skip
     if not quiet:
         _say(be.describe())
-    if on_cluster:  # every worker opens its own backend: picklable, absolute paths
-        weights = Path(os.path.abspath(weights)) if weights is not None else None
-        open_backend = functools.partial(
-            pahs.open_backend, weights, value_of(backend), precision, device=device, cuda_graphs=cuda_graphs
-        )
-    else:
-        open_backend = functools.partial(_same, be)
+    open_backend = _opener(be, on_cluster, weights, backend, precision, device, cuda_graphs)
     options = RunOptions(lookahead=window, chunk=chunk, output=OutputOptions(**encoder), max_pixels=max_pixels)
     run = restore_segmented(
         source, target, open_backend, options=options, segment_frames=segment_frames,
@@ -744,6 +726,34 @@ def _run_segmented(
 
 def _same(backend: OpenBackend) -> OpenBackend:
     return backend
+
+
+def _opener(
+    be: Any,
+    on_cluster: bool,
+    weights: Path | None,
+    backend: Any,
+    precision: str | None,
+    device: str | None,
+    cuda_graphs: bool,
+) -> Callable[[], Any]:
+    """What executors open the backend with: here, the one ``be`` already open; on a cluster, a picklable
+    call that each worker makes itself (absolute paths: workers may run in another folder)."""
+    import functools
+
+    import pahs
+
+    if not on_cluster:
+        return functools.partial(_same, be)
+    weights = Path(os.path.abspath(weights)) if weights is not None else None
+    return functools.partial(
+        pahs.open_backend, weights, value_of(backend), precision, device=device, cuda_graphs=cuda_graphs
+    )
+
+
+def _what_runs(be: Any) -> dict[str, str]:
+    """The --json summary's fields naming the open backend."""
+    return {"backend": be.name, "device": str(be.device), "precision": be.precision, "engine": be.describe()}
 
 
 def _round(x: float | None) -> float | None:
