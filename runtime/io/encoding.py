@@ -93,7 +93,10 @@ _RAW = ("rawvideo", "wrapped_avframe")
 _TAGGED_MUXERS = ("mp4", "mov", "matroska")  # containers that store colour tags
 _TAGGED_CODECS = ("libx264", "libx265")  # bitstreams that store them (VUI), whatever the container
 _NAMES = {"yuv4mpegpipe": "y4m", "wrapped_avframe": "rawvideo"}  # FFmpeg's names -> the ones users know
-_QUIET = {"libx265": {"x265-params": "log-level=error"}}  # encoder options that keep standard error clean
+# Encoder options: x265 logs errors only (its banner would mix with the progress on stderr), and runs one frame
+# thread: with several, its flush after an in-process ONNX export failed to mux now and then (EINVAL; 2 of 6 runs
+# in .mkv, none of 6 with one thread), cause not found.
+_QUIET = {"libx265": {"x265-params": "log-level=error:frame-threads=1"}}
 
 
 @dataclass(frozen=True)
