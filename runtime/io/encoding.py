@@ -47,7 +47,8 @@ Decisions:
   a video's rate (the audio would drift), or a source read once (standard input, a live stream) that cannot be
   opened again. A URL that can be opened again is, for its audio and colour tags.
 - crf and preset apply to libx264 and libx265; x265 logs only errors (its banner would mix with the
-  progress on standard error). HEVC goes in .mkv only (see _REFUSED).
+  progress on standard error). HEVC in mp4/mov is tagged hvc1, which Apple's players require. x265 leaves
+  the decode timestamps of clips of one or two frames uninitialised; the sink replaces them (_check_dts).
 - PNG output: 8-bit, or 16-bit when the source has more than 8 bits (``pix_fmt`` rgb24 or rgb48be chooses);
   named after the source frames for a folder input (``name.png``), else ``000000.png``, ``000001.png``...
 """
@@ -93,10 +94,8 @@ _RAW = ("rawvideo", "wrapped_avframe")
 _TAGGED_MUXERS = ("mp4", "mov", "matroska")  # containers that store colour tags
 _TAGGED_CODECS = ("libx264", "libx265")  # bitstreams that store them (VUI), whatever the container
 _NAMES = {"yuv4mpegpipe": "y4m", "wrapped_avframe": "rawvideo"}  # FFmpeg's names -> the ones users know
-# Encoder options: x265 logs errors only (its banner would mix with the progress on stderr), and runs one frame
-# thread: with several, its flush after an in-process ONNX export failed to mux now and then (EINVAL; 2 of 6 runs
-# in .mkv, none of 6 with one thread), cause not found.
-_QUIET = {"libx265": {"x265-params": "log-level=error:frame-threads=1"}}
+# Encoder options: x265 logs errors only (its banner would mix with the progress on stderr).
+_QUIET = {"libx265": {"x265-params": "log-level=error"}}
 
 
 @dataclass(frozen=True)
@@ -171,10 +170,7 @@ def _mux_options(muxer: str, time_base: Fraction) -> dict[str, str]:
     return {}
 
 
-# Pairs FFmpeg's header accepts but that fail when written: libx265 in mp4/mov failed at the first packet (EINVAL
-# or "patches welcome" from the mp4 muxer) in any process that had exported an ONNX graph before (pahs-run does,
-# on first use), and worked otherwise; the cause is not found yet, so HEVC goes in .mkv only.
-_REFUSED = {("mp4", "libx265"), ("mov", "libx265")}
+_REORDER = 64  # frames a packet's dts may lie below its pts (x265/x264 reorder far fewer: B-frames, lookahead)
 
 
 @cache
@@ -182,8 +178,6 @@ def _holds(muxer: str, codec: str, pix_fmt: str) -> bool:
     """Whether FFmpeg writes a ``muxer`` header for a ``codec`` stream in ``pix_fmt`` (into memory)."""
     import av
 
-    if (muxer, codec) in _REFUSED:
-        return False
     probe = av.open(io.BytesIO(), "w", format=muxer, options=_mux_options(muxer, Fraction(1, 25)))
     try:
         stream = probe.add_stream(codec, rate=25, options=_QUIET.get(codec, {}))
@@ -436,7 +430,8 @@ class _VideoSink:
         else:  # mp4/mov tracks count in 1/timescale; a timescale equal to the source's keeps its pts as they are
             self._tick, self.time_base = tb.numerator, Fraction(1, tb.denominator)  # ticks per source unit
         self._step = max(1, round(1 / (plan.rate * self.time_base)))  # one frame in output ticks
-        self._last: int | None = None
+        self._last: int | None = None  # the last frame's pts, in output ticks
+        self._dts: int | None = None  # the last packet's dts
         target = str(dest) if self._path is not None else dest
         self._out = av.open(target, "w", format=plan.muxer, options=_mux_options(plan.muxer, tb))
         try:
@@ -462,6 +457,8 @@ class _VideoSink:
         stream = self._out.add_stream(plan.codec, rate=plan.rate, options=dict(plan.codec_options))
         stream.width, stream.height, stream.pix_fmt = plan.width, plan.height, pix_fmt
         stream.time_base = stream.codec_context.time_base = self.time_base
+        if plan.codec == "libx265" and plan.muxer in ("mp4", "mov"):
+            stream.codec_tag = "hvc1"  # FFmpeg's default, hev1, does not play in Apple's players
         self._pix_fmt, self._yuv = pix_fmt, not rgb
         cc = stream.codec_context
         if src is not None and src.sample_aspect_ratio and src.sample_aspect_ratio != 1:  # anamorphic source
@@ -595,9 +592,32 @@ class _VideoSink:
 
     def _mux(self, packets: list) -> None:
         for packet in packets:
+            self._check_dts(packet)
             self._out.mux(packet)
             if packet.dts is not None:
                 self._copy_audio(float(packet.dts * self.time_base))
+
+    def _check_dts(self, packet: Any) -> None:
+        """Replace a decode timestamp no encoder could mean with the smallest valid one.
+
+        x265 (4.2, in PyAV's FFmpeg 8.1) leaves the decode timestamps of a clip shorter than its B-frame delay
+        (two frames or fewer) uninitialised: whatever was on the stack, so they change with what ran before in
+        the process (an ONNX export, say). Above the pts, the muxer refuses the packet with EINVAL; far below,
+        it writes them as they are. A valid dts increases, is at most the pts, and at most a reorder window
+        (``_REORDER`` frames) below it.
+        """
+        pts, dts = packet.pts, packet.dts
+        if pts is None:
+            return
+        if (
+            dts is None
+            or dts > pts
+            or pts - dts > _REORDER * self._step
+            or (self._dts is not None and dts <= self._dts)
+        ):
+            dts = pts if self._dts is None or pts > self._dts else self._dts + 1
+            packet.dts = dts
+        self._dts = dts
 
     def write(self, image: np.ndarray, pts: int | None, name: str | None, index: int) -> None:
         import av

@@ -32,6 +32,11 @@ def synthetic(n: int, width: int, height: int, deep: bool = False) -> list[np.nd
     return frames
 
 
+# x265 without B-frames: with them, the decode timestamps of a clip of one or two frames are uninitialised (the
+# runtime's own writer repairs them: encoding._VideoSink._check_dts).
+_ENCODER_OPTIONS = {"libx264": {"crf": "12"}, "libx265": {"x265-params": "log-level=error:bframes=0"}}
+
+
 def make_clip(
     path: Path | io.BytesIO,
     n: int = 6,
@@ -54,7 +59,7 @@ def make_clip(
     returns the RGB frames encoded."""
     frames = frames if frames is not None else synthetic(n, width, height, deep="10" in pix_fmt)
     with av.open(path if isinstance(path, io.BytesIO) else str(path), "w", format=fmt) as c:
-        v = c.add_stream(codec, rate=fps, options={"crf": "12"} if codec == "libx264" else {})
+        v = c.add_stream(codec, rate=fps, options=_ENCODER_OPTIONS.get(codec, {}))
         v.width, v.height, v.pix_fmt = width, height, pix_fmt
         if time_base is not None:
             v.time_base = v.codec_context.time_base = time_base
