@@ -39,7 +39,7 @@ from pahs_export.precision import Int8Options
 from pahs_export.presets import DEFAULT_PRESET
 from pahs_export.tensorrt_artifact import Profile, current_device
 from pahs_export.tensorrt_build import BuildOptions, trt_artifact_from_onnx
-from pahs_export.weights import resolve_model
+from pahs_export.weights import resolve_model, weights_source
 from runtime.backends import Backend
 from runtime.engines import default_backend, engine_kind
 from runtime.engines import open_backend as open_engine
@@ -74,8 +74,8 @@ def cached_artifact(
     precision = precision or "fp32"
     if precision not in PRECISIONS:
         raise PahsError(f"expected a precision among {', '.join(PRECISIONS)}, found {precision!r}")
-    model, source = resolve_model(checkpoint, None if checkpoint is not None else DEFAULT_PRESET)
-    name = f"{model.preset.name}-onnx-{precision}"
+    preset, source = weights_source(checkpoint)  # the key needs no model: a cached run builds none
+    name = f"{preset}-onnx-{precision}"
     int8 = calibration = None
     if precision == "int8":
         int8 = replace(Int8Options(), target=int8_target or "cpu")
@@ -87,6 +87,7 @@ def cached_artifact(
         if problem is None:
             return path
         log.warning("the cached artifact %s is damaged (%s); exporting it again", path, problem)
+    model, source = resolve_model(checkpoint, None if checkpoint is not None else DEFAULT_PRESET)
     weights = "the default weights" if source["kind"] == "default" else f"the weights {source['path']}"
     slow = ", calibrating: about a minute" if precision == "int8" else ""
     log.info(

@@ -50,7 +50,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .checkpoint import parse_device
 from .contract import PRECISIONS
 from .errors import PahsError
 from .files import DISK_ERRNOS
@@ -108,6 +107,8 @@ def precision_option(help_text: str) -> Any:
 
 def _check_device(ctx: typer.Context, value: Optional[str]) -> Optional[str]:
     if value is not None and not ctx.resilient_parsing:  # not while completing a command line
+        from .checkpoint import parse_device  # torch: only when a device is given (start-up time)
+
         parse_device(value)
     return value
 

@@ -11,9 +11,8 @@ import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import onnx
 import torch
 from torch import nn
 
@@ -33,6 +32,9 @@ from .precision import (
     fp16_graph_from_fp32,
     int8_graph_from_fp32,
 )
+
+if TYPE_CHECKING:
+    import onnx  # imported where a graph is made or read: importing it costs a second (ml_dtypes)
 
 MIN_OPSET = 17
 MAX_OPSET = 20
@@ -72,6 +74,8 @@ def _dynamic_axes(role: str) -> dict[str, dict[int, str]]:
 
 def graph_from_model(model: PAHS, role: str, path: Path, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """Export the ``role`` step of ``model`` to ``path`` (one self-contained .onnx file) and check it."""
+    import onnx
+
     spec = ROLES[role]
     wrapper = _RoleGraph(model, spec.method).eval()
     inputs = example_inputs(model, role, TRACE_N, TRACE_H, TRACE_W)
@@ -106,6 +110,8 @@ def _give_outputs_own_nodes(proto: onnx.ModelProto) -> None:
     outputs (onnxconverter-common's FP16 pass with keep_io_types) then mistype that internal consumer, so
     the internal tensor gets its own name and an Identity (free in every runtime) produces the output.
     """
+    import onnx
+
     outputs = {o.name for o in proto.graph.output}
     read_inside = {i for n in proto.graph.node for i in n.input} & outputs
     for name in sorted(read_inside):
@@ -197,7 +203,7 @@ def artifact_from_model(
             calibration=calibration_info,
             io=io,
             checkpoint=source,
-            versions={"torch": torch.__version__, "onnx": onnx.__version__, "pahs": _pahs_version()},
+            versions={"torch": torch.__version__, "onnx": _onnx_version(), "pahs": _pahs_version()},
             exported_at_size={"n": TRACE_N, "height": TRACE_H, "width": TRACE_W},
         )
         write_manifest(tmp, manifest)
@@ -252,6 +258,12 @@ def calibrate_roles(
         "from_cache": cached,
     }
     return details, info
+
+
+def _onnx_version() -> str:
+    import onnx
+
+    return onnx.__version__
 
 
 def _pahs_version() -> str:

@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import onnx
 
 from .contract import PRECISIONS
 from .errors import PahsError
 
 if TYPE_CHECKING:
+    import onnx  # imported where a graph is read: importing it costs a second (ml_dtypes)
     import torch
 
     from .model import PAHS
@@ -70,6 +70,7 @@ class Fp16Options:
 
 def fp16_graph_from_fp32(src: Path, dst: Path, options: Fp16Options = Fp16Options()) -> dict:
     """Convert one FP32 graph to FP16 (attention core kept FP32); returns what shaped it, for the manifest."""
+    import onnx
     from onnxconverter_common import float16
 
     proto = onnx.load(str(src))
@@ -169,6 +170,7 @@ def int8_graph_from_fp32(
     ``cache``: a JSON file of calibrated tensor ranges; when it exists, ``feeds`` may be None and
     calibration is skipped (ONNX Runtime's ``calibration_cache_path``).
     """
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if options.target not in INT8_TARGETS:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from .artifact import Artifact
-from .checkpoint import build_model, load_model
+from .checkpoint import build_model, load_model, read_metadata
 from .errors import PahsError
 from .files import file_sha256
 from .model import PAHS
@@ -40,13 +40,40 @@ def resolve_model(
         if random_init:
             raise PahsError("expected either --checkpoint or --random-init, found both; drop one of them")
         model = load_model(checkpoint, preset=preset, bidirectional=bidirectional)
-        return model, {"kind": "file", "path": str(Path(checkpoint).resolve()), "sha256": file_sha256(checkpoint)}
+        return model, _file_source(checkpoint)
     name = get_preset(preset or DEFAULT_PRESET).name
-    default = default_checkpoint(name)
     if random_init:
         torch.manual_seed(seed)
         model = build_model(name, bidirectional=True if bidirectional is None else bidirectional)
         return model, {"kind": "random-init", "seed": seed}
+    default = _shipped_checkpoint(name, bidirectional)
+    model = load_model(default, preset=name)
+    return model, _default_source(default)
+
+
+def weights_source(checkpoint: str | Path | None = None) -> tuple[str, dict[str, Any]]:
+    """The preset and the source description :func:`resolve_model` gives for ``checkpoint`` (None: the default
+    weights of the default preset), from the checkpoint's metadata and bytes, without building the model.
+
+    What names a cached export (``pahs.defaults``): a run that finds it in the cache needs no model. A
+    checkpoint that is no PAHS checkpoint, or missing default weights, raise resolve_model's errors."""
+    if checkpoint is not None:
+        return read_metadata(checkpoint)["preset"], _file_source(checkpoint)
+    name = get_preset(DEFAULT_PRESET).name
+    return name, _default_source(_shipped_checkpoint(name))
+
+
+def _file_source(checkpoint: str | Path) -> dict[str, Any]:
+    return {"kind": "file", "path": str(Path(checkpoint).resolve()), "sha256": file_sha256(checkpoint)}
+
+
+def _default_source(default: Path) -> dict[str, Any]:
+    return {"kind": "default", "path": f"pahs_export/weights/{default.name}", "sha256": file_sha256(default)}
+
+
+def _shipped_checkpoint(name: str, bidirectional: bool | None = None) -> Path:
+    """The default weights of preset ``name`` (bidirectional), or the one-line error saying why there are none."""
+    default = default_checkpoint(name)
     if default is None:
         raise PahsError(
             f"preset {name!r} has no default weights in this project; pass --checkpoint PATH with trained weights, "
@@ -57,8 +84,7 @@ def resolve_model(
             f"the default weights of {name!r} are bidirectional, found a request for the unidirectional model; "
             "pass --checkpoint with unidirectional weights"
         )
-    model = load_model(default, preset=name)
-    return model, {"kind": "default", "path": f"pahs_export/weights/{default.name}", "sha256": file_sha256(default)}
+    return default
 
 
 def reference_checkpoint(artifact: Artifact, override: str | Path | None = None) -> Path:

@@ -44,21 +44,21 @@ from pahs_export.cli_common import (
 from pahs_export.errors import PahsError
 from pahs_export.presets import DEFAULT_LOOKAHEAD
 
-from .cluster import ClusterOptions
-from .driver import DEFAULT_CHUNK
-from .engines import OPENERS
+from .constants import BACKENDS, DEFAULT_CHUNK, DEFAULT_WARMUP
 from .io import OUTPUT_CODECS, OUTPUT_FORMATS, X264_PRESETS
 from .io.threads import termination_handlers
-from .segments import DEFAULT_WARMUP, restore_segmented
 
+# What imports torch (the backends, the driver, the pipeline, pahs) or Ray is imported where it is used, not
+# here: `pahs-run --help`, `--version` and a mistyped option answer without loading it (tests/runtime/test_cli.py).
 if TYPE_CHECKING:
     from .backends import Backend as OpenBackend  # `Backend` here is the --backend choices
+    from .cluster import ClusterOptions
     from .jobs import Job, JobResult
 
 app = new_app("Deblur a video (or a folder of frames) with PAHS.")
 VERIFY_ALL = "all"  # what a bare `--verify` stands for
 STDIO = "-"  # standard input as VIDEO, standard output as -o
-Backend = choices("Backend", OPENERS)
+Backend = choices("Backend", BACKENDS)
 Format = choices("Format", OUTPUT_FORMATS)
 Codec = choices("Codec", OUTPUT_CODECS)
 EncoderPreset = choices("EncoderPreset", X264_PRESETS)
@@ -400,7 +400,6 @@ def _run(
     **_: Any,
 ) -> None:
     import pahs
-    from pahs_export.verify import TOLERANCES, verdict, verify_video
 
     from .batch import is_batch
     from .io import check_interrupted
@@ -464,6 +463,8 @@ def _run(
         _say(be.describe())
 
     if frames_to_verify is not False:
+        from pahs_export.verify import TOLERANCES, verdict, verify_video  # only --verify needs it (start-up time)
+
         # The reference is FP32 PyTorch on the CPU, whatever runs: a torch backend on CUDA (or under autocast)
         # is compared with it too. Only an FP32 torch backend on the CPU is the reference itself.
         same = be.name == "torch" and be.device.type == "cpu" and be.precision == "fp32"
@@ -536,7 +537,7 @@ def _open_backend(
 def cluster_options(cluster: str | None, workers: int | None, gpus_per_worker: float | None) -> ClusterOptions:
     """``--cluster``, ``--workers`` and ``--gpus-per-worker`` checked (the counts without --cluster are refused,
     and --cluster without Ray installed), before anything is opened."""
-    from .cluster import check_cluster_options, require_ray
+    from .cluster import ClusterOptions, check_cluster_options, require_ray
 
     if cluster is None:
         counts = (("--workers", workers), ("--gpus-per-worker", gpus_per_worker))
@@ -690,6 +691,7 @@ def _run_segmented(
 
     from .io import OutputOptions
     from .pipeline import RunOptions
+    from .segments import restore_segmented
 
     target = output or default_output(source)
     weights = engine if engine is not None else checkpoint

@@ -49,8 +49,8 @@ from pahs_export.files import disk_error, is_disk_error, owner_tag, stale
 from pahs_export.presets import DEFAULT_LOOKAHEAD
 
 from .backends import Backend
+from .constants import DEFAULT_CHUNK
 
-DEFAULT_CHUNK = 32  # frames restored per backward run: backward cost (32+19)/32 = 1.59 steps per frame
 SPILL_PREFIX = "pahs-spill-"  # + "<pid>-<host>-XXXX": the --lookahead all spill folder
 SPILL_BYTES_PER_VALUE = 2  # uint16 per colour value on disk
 

@@ -60,6 +60,7 @@ from pahs_export.errors import PahsError
 from pahs_export.files import AtomicOutput, disk_error, is_disk_error, owner_tag, stale
 
 from .backends import Backend
+from .constants import DEFAULT_WARMUP  # frames of forward warm-up before a segment (measured there)
 from .driver import forward_states, restore_range
 from .io import (
     BackgroundWriter,
@@ -78,11 +79,6 @@ from .io.writing import _prepare
 from .jobs import Job, JobResult
 from .pipeline import RunOptions, check_frame_size, check_size, pad_frame, to_image
 
-# Frames of forward warm-up before a segment. Measured in docs/SEGMENTS.md (docs/results/segment-warmup.json):
-# W = 0 already reaches a worst PSNR of 45 dB against the single run there, by 0.75 dB, with errors up to 0.11;
-# W = 8 keeps every error under half an 8-bit level; 16 doubles that margin (worst 130 dB) for content without
-# the measured clip's frequent scene cuts, at the cost of 16 forward steps (about 5 frames' work) per segment.
-DEFAULT_WARMUP = 16
 WORK_INFIX = ".segments-"  # the work folder: ".<output name>.segments-<pid>-<host>-XXXX"
 PART_FRAMES = "frames.mkv"  # in a part folder: the restored frames, lossless
 PART_META = "frames.json"  # in a part folder: which frames, their source timestamps and names

@@ -263,3 +263,12 @@ def test_polygraphy_inspect_and_run(bidir_artifact):
         [str(exe), "run", graph, "--onnxrt", "--input-shapes", *shapes], capture_output=True, text=True, timeout=120
     )
     assert run.returncode == 0 and "PASSED" in run.stdout + run.stderr
+
+
+def test_importing_the_exporters_does_not_import_onnx():
+    """`onnx` (a second of ml_dtypes on import) loads when a graph is made or read, not with the modules that
+    `import pahs` pulls in; the manifest still records its version (test_manifest_records_everything)."""
+    probe = "import sys, pahs, pahs_export.onnx_export, pahs_export.precision; print('onnx' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

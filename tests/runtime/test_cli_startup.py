@@ -1,0 +1,59 @@
+"""`pahs-run` loads only what its path needs: `--help`, `--version` and a mistyped option answer without torch
+(seconds of start-up), and a run over an exported ONNX artifact loads neither the ONNX library, OpenVINO nor
+Ray. Each check is a fresh interpreter: what this test process imported says nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from conftest import make_folder
+
+from runtime.constants import BACKENDS
+from runtime.engines import OPENERS
+
+# Libraries (and the project's own heavy packages) that a path may load only if it uses them.
+HEAVY = ("torch", "onnx", "ml_dtypes", "onnxruntime", "openvino", "tensorrt", "ray", "matplotlib", "scipy")
+HEAVY += ("calibration", "pahs", "pahs_export.checkpoint", "pahs_export.model", "runtime.driver")
+MARK = "LOADED:"
+
+
+def loaded_after(code: str) -> tuple[set[str], subprocess.CompletedProcess[str]]:
+    """The HEAVY modules a fresh interpreter holds after running ``code``, and how that run ended."""
+    probe = f"import sys\n{code}\nprint({MARK!r}, *sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith(MARK))
+    return set(line.split()[1:]), result
+
+
+def test_importing_the_command_loads_nothing_heavy():
+    loaded, _ = loaded_after("import runtime.cli")
+    assert loaded == set()
+
+
+@pytest.mark.parametrize(
+    ("args", "status"),
+    [(["--help"], 0), (["--version"], 0), (["clip.mp4", "--crf", "high"], 2), (["clip.mp4", "-b", "tvm"], 2)],
+    ids=["help", "version", "bad-number", "bad-backend"],
+)
+def test_help_version_and_usage_errors_load_nothing_heavy(args, status):
+    loaded, result = loaded_after(f"from runtime.cli import main\nstatus = main({args!r})\nassert status == {status}")
+    assert loaded == set(), result.stdout + result.stderr
+
+
+def test_a_run_over_an_onnx_artifact_loads_no_exporter(tmp_path, artifact):
+    """torch (the runtime's tensors) and ONNX Runtime, but not the `onnx` package (a second of ml_dtypes), the
+    other backends' libraries, Ray, or the --verify machinery."""
+    frames = make_folder(tmp_path / "in", n=3)
+    args = [str(frames), "--engine", str(artifact), "-o", str(tmp_path / "out") + "/", "-q"]
+    loaded, _ = loaded_after(f"from runtime.cli import main\nassert main({args!r}) == 0")
+    assert {"torch", "onnxruntime", "runtime.driver"} <= loaded
+    assert loaded.isdisjoint({"onnx", "ml_dtypes", "openvino", "tensorrt", "ray", "matplotlib", "scipy"}), loaded
+    assert len(list((tmp_path / "out").iterdir())) == 3
+
+
+def test_backend_choices_are_the_openers():
+    """--backend lists runtime.constants.BACKENDS (torch-free); runtime.engines opens exactly those."""
+    assert tuple(OPENERS) == BACKENDS
