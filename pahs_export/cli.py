@@ -29,12 +29,15 @@ from .onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from .precision import CALIBRATION_METHODS, INT8_TARGETS, Int8Options
 from .presets import DEFAULT_PRESET, get_preset
 from .tensorrt_artifact import Profile
-from .verify import DEFAULT_FRAMES, DEFAULT_REDUCED_FRAMES, DEFAULT_SIZES
+from .training.datasets import LAYOUTS
+from .verify import DEFAULT_FRAMES, DEFAULT_REDUCED_FRAMES, DEFAULT_SIZES, VERIFY_BACKENDS
 
 app = new_app("Export PAHS to ONNX and TensorRT, verify the exported graphs, show model size and compute.")
 
 CalibrationMethod = choices("CalibrationMethod", CALIBRATION_METHODS)
 Int8Target = choices("Int8Target", INT8_TARGETS)
+VerifyBackend = choices("VerifyBackend", VERIFY_BACKENDS)
+Layout = choices("Layout", (*LAYOUTS, "x4k"))
 INFO_SIZE = (1280, 720)  # the paper's frame size
 INT8_DEFAULTS = Int8Options()
 PROFILE = Profile()  # the TensorRT optimization profile's defaults
@@ -204,16 +207,32 @@ def verify(
         Optional[Path],
         typer.Option("--plot", help="Per-frame PSNR plot (PNG; default ARTIFACT-verify.png for fp16/int8)."),
     ] = None,
+    backend: Annotated[
+        Optional[VerifyBackend],
+        typer.Option("--backend", "-b", help=f"CPU runtime that drives the graphs (default {VERIFY_BACKENDS[0]})."),
+    ] = None,
+    data: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--data",
+            help="Dataset folder: verify on its held-out sequences against their ground truth, at their own size "
+            "(default: generated held-out clips).",
+        ),
+    ] = None,
+    layout: Annotated[
+        Optional[Layout],
+        typer.Option("--layout", help="Layout of --data, as for pahs-eval (default: detected from --data)."),
+    ] = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Drive the graphs with ONNX Runtime (CPU) over held-out clips and compare every frame with FP32 PyTorch."""
+    """Drive the graphs with a CPU runtime over held-out clips and compare every frame with FP32 PyTorch."""
     from .artifact import read_artifact
     from .verify import plot_report, verdict, verify_artifact
     from .weights import reference_checkpoint
 
     art = read_artifact(artifact)
     sizes = [parse_size(s) for s in size] if size else None
-    report = verify_artifact(art, frames, sizes, checkpoint)
+    report = verify_artifact(art, frames, sizes, checkpoint, value_of(backend), data, value_of(layout))
     tolerance = report.tolerance
     ckpt = reference_checkpoint(art, checkpoint)
     typer.echo(f"{art.path}: {art.preset}, {art.manifest.direction}, {art.precision}; reference: {ckpt}")
@@ -221,7 +240,8 @@ def verify(
         typer.echo(f"onnx.reference {role:<9} one step at 32x32: max abs error {err:.2e}")
     runner = f"{report.backend} on cpu ({art.precision})"
     for seq in report.sequences:
-        typer.echo(f"\n{seq.width}x{seq.height}, {len(seq.frames)} frames ({runner} vs PyTorch):")
+        label = f"{seq.name}, " if seq.name else ""
+        typer.echo(f"\n{label}{seq.width}x{seq.height}, {len(seq.frames)} frames ({runner} vs PyTorch):")
         typer.echo(f"{'frame':>6}{'max abs':>12}{'PSNR dB':>10}{'vs GT dB':>10}{'FP32 vs GT':>12}")
         for f in seq.frames:
             typer.echo(f"{f.index:>6}{f.max_abs:>12.2e}{f.psnr:>10.2f}{f.gt_psnr:>10.2f}{f.ref_gt_psnr:>12.2f}")
@@ -234,7 +254,8 @@ def verify(
         json_out.write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n")
     if plot or art.precision != "fp32":
         path = plot or art.path.with_name(f"{art.path.name}-verify.png")
-        plot_report(report, path, f"{art.path.name}: {art.preset} {art.precision}, held-out synthetic clips")
+        clips = f"held-out sequences of {data}" if data else "held-out synthetic clips"
+        plot_report(report, path, f"{art.path.name}: {art.preset} {art.precision}, {clips}")
         typer.echo(f"plot: {path}")
     typer.echo("\n" + verdict(report.passed, f"{art.precision} {report.backend} vs PyTorch, every frame", tolerance))
     if not report.passed:

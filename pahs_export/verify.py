@@ -10,9 +10,10 @@ This module is in the top layer: it drives the runtime's loop over exported arti
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -20,21 +21,23 @@ import numpy as np
 import torch
 
 from runtime.backends import Backend
-from runtime.backends.ort_backend import OnnxRuntimeBackend
+from runtime.engines import open_backend
 from runtime.loop import restore_clip
 from runtime.pipeline import RunOptions, verify_frames
 
 from .artifact import Artifact
 from .contract import ROLES
 from .errors import PahsError
-from .model import PAHS
+from .model import PAHS, pad_to_multiple
 from .onnx_export import example_inputs
 from .samples import sample_pair
+from .training.evaluate import dataset_sequences
 from .weights import reference_model
 
 DEFAULT_SIZES = ((128, 80), (208, 112))  # verification clips: sizes other than the traced one (96x64)
 DEFAULT_FRAMES = {"fp32": 30}  # frames per clip by precision; FP16/INT8 run longer to show any drift
 DEFAULT_REDUCED_FRAMES = 60
+VERIFY_BACKENDS = ("onnxruntime", "openvino")  # the CPU runtimes `verify` drives an ONNX artifact with
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class SequenceResult:
     height: int
     frames: list[FrameResult]
     passed: bool = False
+    name: str = ""  # a dataset sequence's name, e.g. "TEST01/small" ("" for the generated clips)
 
     @property
     def worst_max_abs(self) -> float:
@@ -189,16 +193,22 @@ def reference_evaluator_check(artifact: Artifact, model: PAHS, height: int = 32,
 
 
 def verify_backend(
-    backend, model: PAHS, clips: list[tuple[torch.Tensor, torch.Tensor | None]], tolerance: Tolerance
+    backend,
+    model: PAHS,
+    clips: Iterable[tuple[torch.Tensor, torch.Tensor | None]],
+    tolerance: Tolerance,
+    names: Iterable[str] | None = None,
 ) -> list[SequenceResult]:
-    """Drive ``backend`` over each (blurry, sharp-or-None) clip [T,3,H,W] and compare with ``model`` per frame."""
+    """Drive ``backend`` over each (blurry, sharp-or-None) clip [T,3,H,W] float32 in [0, 1] of any size
+    (padded to the model's multiple and cropped back) and compare with ``model`` frame by frame."""
     results = []
-    for clip, sharp in clips:
+    for (clip, sharp), name in zip(clips, names or itertools.repeat(""), strict=False):
+        padded, h, w = pad_to_multiple(clip, model.preset.stride)
         with torch.no_grad():
-            ref = model(clip[None], lookahead=None)[0]
-        out = restore_clip(backend, clip).cpu()
+            ref = model(padded[None], lookahead=None)[0, ..., :h, :w]
+        out = restore_clip(backend, padded).cpu()[..., :h, :w]
         frames = compare_frames(out, ref, sharp)
-        results.append(SequenceResult(clip.shape[-1], clip.shape[-2], frames, judge(frames, tolerance)))
+        results.append(SequenceResult(w, h, frames, judge(frames, tolerance), name))
     return results
 
 
@@ -212,7 +222,7 @@ def plot_report(report: VerifyReport, path: str | Path, title: str) -> Path:
     has_gt = report.sequences[0].frames[0].gt_psnr is not None
     fig, axes = plt.subplots(1, 2 if has_gt else 1, figsize=(12 if has_gt else 7, 4), squeeze=False)
     for seq in report.sequences:
-        label = f"{seq.width}x{seq.height}"
+        label = seq.name or f"{seq.width}x{seq.height}"
         axes[0][0].plot([min(f.psnr, 200) for f in seq.frames], label=label)
         if has_gt:
             (line,) = axes[0][1].plot([f.gt_psnr for f in seq.frames], label=f"{report.precision} {label}")
@@ -256,24 +266,42 @@ def verify_artifact(
     frames: int | None = None,
     sizes: list[tuple[int, int]] | None = None,
     checkpoint: str | Path | None = None,
+    backend: str | None = None,
+    data: str | Path | None = None,
+    layout: str | None = None,
 ) -> VerifyReport:
-    """`pahs-export verify`: ONNX Runtime (CPU) over held-out clips of ``sizes`` (None: :data:`DEFAULT_SIZES`)
-    of ``frames`` frames each (None: :func:`default_frames`), every frame against the FP32 PyTorch model
-    the artifact was exported from (or ``checkpoint``); for FP32 also one step per graph in onnx.reference."""
+    """`pahs-export verify`: drive the artifact with ``backend`` (one of :data:`VERIFY_BACKENDS`; None: ONNX
+    Runtime) on the CPU and compare every frame with the FP32 PyTorch model it was exported from (or
+    ``checkpoint``); for FP32 also one step per graph in onnx.reference.
+
+    The clips: generated held-out clips of ``sizes`` (None: :data:`DEFAULT_SIZES`) of ``frames`` frames each
+    (None: :func:`default_frames`); or, with ``data``, the dataset's held-out sequences (blurry and sharp,
+    any size; ``layout`` as for `pahs-eval`, e.g. "x4k"; ``frames`` caps each, None: all of it)."""
     check_frame_count(frames, "--frames", f"leave it out for {default_frames(artifact.precision)}")
+    name = backend or VERIFY_BACKENDS[0]
+    if name not in VERIFY_BACKENDS:
+        raise PahsError(f"expected a backend of {', '.join(VERIFY_BACKENDS)} to verify with, found {name!r}")
     sizes = list(sizes or DEFAULT_SIZES)
-    for w, h in sizes:
-        artifact.geometry.check_size(w, h, "verification sizes")
+    if data is None:
+        for w, h in sizes:
+            artifact.geometry.check_size(w, h, "verification sizes")
     artifact.check_hashes()  # the stored checkpoint too, which the reference is built from
     n_frames = default_frames(artifact.precision) if frames is None else frames
     model = reference_model(artifact, checkpoint)
-    backend = OnnxRuntimeBackend(artifact)
+    runner = open_backend(artifact.path, name, "cpu")
     tolerance = TOLERANCES[artifact.precision]
-    report = VerifyReport(backend.name, artifact.precision, tolerance)
+    report = VerifyReport(runner.name, artifact.precision, tolerance)
     if artifact.precision == "fp32":  # an independent numpy implementation must agree with PyTorch too
         report.reference_evaluator = reference_evaluator_check(artifact, model)
-    clips = [sample_pair(n_frames, w, h, seed=i) for i, (w, h) in enumerate(sizes)]
-    report.sequences = verify_backend(backend, model, clips, tolerance)
+    if data is None:
+        clips = [sample_pair(n_frames, w, h, seed=i) for i, (w, h) in enumerate(sizes)]
+        report.sequences = verify_backend(runner, model, clips, tolerance)
+    else:
+        seqs = [(n, b[:frames], s[:frames]) for n, b, s in dataset_sequences(str(data), layout, frames)]
+        if not seqs:
+            raise PahsError(f"expected held-out sequences with ground truth in {data}, found none; check --layout")
+        names = [n for n, _, _ in seqs]
+        report.sequences = verify_backend(runner, model, ((b, s) for _, b, s in seqs), tolerance, names)
     return report
 
 

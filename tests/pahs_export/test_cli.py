@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import subprocess
 import traceback
 
@@ -126,6 +127,34 @@ def test_verify_fails_against_other_weights(exported, tmp_path):
     other = save_checkpoint(build_model("pahs-t"), tmp_path / "other.safetensors")
     result = run("pahs-export", "verify", str(exported), "--frames", "3", "--size", "32x32", "--checkpoint", str(other))
     assert result.returncode == 1 and "FAIL:" in result.stdout
+
+
+def test_verify_on_held_out_dataset_sequences_with_openvino(exported, tmp_path):
+    """`verify --data DIR --layout x4k -b openvino`: the dataset's held-out sequences (TEST01 here; TEST02 is a
+    training clip) at their own size, padded for the graphs and cropped back, through OpenVINO."""
+    import av
+    import numpy as np
+
+    for name in ("TEST01_a.mp4", "TEST02_b.mp4"):  # 33 frames of 100x64: 50x32 after the protocol's 2x downscale
+        with av.open(str(tmp_path / name), "w") as c:
+            s = c.add_stream("libx264rgb", rate=25, options={"qp": "0"})
+            s.width, s.height, s.pix_fmt = 100, 64, "rgb24"
+            for i in range(33):
+                img = np.full((64, 100, 3), 20, np.uint8)
+                img[16:48, 10 + i : 30 + i] = 230
+                c.mux(s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+            c.mux(s.encode())
+    args = ("pahs-export", "verify", str(exported), "--data", str(tmp_path), "--layout", "x4k", "--frames", "4")
+    result = run(*args, "-b", "openvino", "--json", str(tmp_path / "r.json"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASS: fp32 openvino vs PyTorch" in result.stdout
+    for blur in ("small", "medium", "large"):
+        assert f"TEST01/{blur}, 50x32" in result.stdout
+    assert "TEST02" not in result.stdout
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [len(s["frames"]) for s in report["sequences"]] == [4, 4, 3]  # --frames caps; large has 3
+    assert all(f["gt_psnr"] is not None for s in report["sequences"] for f in s["frames"])
+    assert_one_line_error(run(*args[:3], "--data", str(tmp_path / "none")), "expected")
 
 
 def test_verify_size_not_multiple_of_16(exported):
