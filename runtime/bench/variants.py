@@ -14,6 +14,7 @@ through :func:`runtime.engines.open_backend`, as `pahs-run` does. Top layer: thi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
@@ -240,9 +241,30 @@ class _Artifacts:
         return self._cache[name]
 
 
+# Instruction sets that decide CPU inference speed, as /proc/cpuinfo names them, in the order reported.
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni")
+ISA_FLAGS += ("amx_tile", "amx_int8", "amx_bf16")
+
+
+def cpu_description() -> tuple[str, str]:
+    """(CPU model, its speed-relevant instruction sets) from /proc/cpuinfo; the platform's names elsewhere."""
+    model, flags = "", set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not model:
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    isa = " ".join(f for f in ISA_FLAGS if f in flags)
+    return model or platform.processor() or platform.machine(), isa or "unknown"
+
+
 def _machine() -> dict[str, str]:
+    model, isa = cpu_description()
     machine = {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": model,
+        "isa": isa,
         "cores": str(os.cpu_count()),
         "torch_threads": str(torch.get_num_threads()),
         "torch": torch.__version__,
