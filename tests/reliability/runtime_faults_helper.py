@@ -12,7 +12,10 @@ in the child once its handlers are in place, so a signal sent at any delay, even
 Protocol: one JSON object per line on stdin, ``{"runs": [spec, ...], "parallel": n}``; one JSON line back, the
 list of results in the same order. A spec: ``argv``, ``cwd``, ``tmpdir`` (the child's tempfile folder),
 ``capture`` (a folder for its stdout/stderr files), and optional ``delay`` (seconds after the fork),
-``signum`` (default SIGTERM), ``fsize`` (bytes), ``env`` (extra environment). A result: ``status`` (exit
+``signum`` (default SIGTERM), ``fsize`` (bytes), ``env`` (extra environment), ``ignore`` (names of
+termination signals the child starts with ignored, as ``nohup`` leaves SIGHUP; the others start with their
+default action, whatever the test runner inherited: a CI job run under ``nohup`` must not make SIGHUP do
+nothing in a test that expects it to stop the run). A result: ``status`` (exit
 status, or -N when killed by signal N), ``stdout``, ``stderr``, ``seconds`` (fork to exit), ``signalled``
 (the signal was sent while the child ran), ``after_signal`` (seconds from the signal to the exit), ``hung``
 (still running :data:`HANG_SECONDS` after the signal, or after the fork without one: then SIGKILLed).
@@ -148,6 +151,9 @@ def _child(spec: dict[str, Any], out: str, err: str) -> None:
         os.dup2(os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 2)
         os.chdir(spec["cwd"])
         os.environ.update(spec.get("env") or {})
+        ignored = {int(getattr(signal, name)) for name in spec.get("ignore") or ()}
+        for s in TERMINATION:
+            signal.signal(s, signal.SIG_IGN if int(s) in ignored else signal.SIG_DFL)
         import tempfile
 
         import torch

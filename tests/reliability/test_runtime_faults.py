@@ -136,6 +136,19 @@ def test_sighup_and_sigint_are_handled_like_sigterm(server, engine, clip, tmp_pa
         interrupted_cleanly(run, spec, name, 128 + signum)
 
 
+def test_sighup_under_nohup_does_not_stop_the_run(server, engine, clip, tmp_path):
+    """`nohup pahs-run ...` (SIGHUP inherited as ignored) keeps running when the ssh session drops: the SIGHUP
+    does nothing, the run finishes with status 0 and its outputs, while SIGTERM still stops such a run."""
+    runs = Runs(tmp_path, engine, clip)
+    args = CONFIGS["mp4 + compare, lookahead 19, chunk 8"]
+    hup = runs.spec(args, delay=0.0, signum=int(signal.SIGHUP), ignore=["SIGHUP"])
+    term = runs.spec(args, delay=0.0, signum=int(signal.SIGTERM), ignore=["SIGHUP"])
+    kept, stopped = server.run([hup, term])
+    assert kept.status == 0 and kept.signalled and kept.stderr == "" and kept.stdout == "", kept.describe()
+    assert Runs.left(hup) == ["in.mp4", "out.mp4", "side.mp4"]
+    interrupted_cleanly(stopped, term, "SIGTERM", 128 + signal.SIGTERM)
+
+
 def error_line(run: Run, *fragments: str) -> str:
     """The one `pahs-run: error:` line of a failed run (status 2, nothing else on stderr, no traceback)."""
     assert run.status == 2 and not run.hung, run.describe()
