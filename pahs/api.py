@@ -98,10 +98,20 @@ class Restorer:
                 kinds.append((kind, height, width))
                 yield pad_to_multiple(x, self.backend.size_multiple)[0]
 
-        with torch.no_grad():
-            for out in restore_padded(self.backend, padded(), options):
-                kind, height, width = kinds.pop(0)
-                yield _from_tensor(out[:, :height, :width], kind)
+        # no_grad around each step only: a context held across `yield` would switch gradients off in the
+        # caller's loop body too
+        outputs = restore_padded(self.backend, padded(), options)
+        try:
+            while True:
+                with torch.no_grad():
+                    out = next(outputs, None)
+                    if out is None:
+                        return
+                    kind, height, width = kinds.pop(0)
+                    restored = _from_tensor(out[:, :height, :width], kind)
+                yield restored
+        finally:
+            outputs.close()
 
     def restore_video(
         self,

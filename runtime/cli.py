@@ -44,7 +44,7 @@ from pahs_export.cli_common import (
 from pahs_export.errors import PahsError
 from pahs_export.presets import DEFAULT_LOOKAHEAD
 
-from .constants import BACKENDS, DEFAULT_CHUNK, DEFAULT_WARMUP
+from .constants import BACKENDS, DEFAULT_CHUNK, DEFAULT_WARMUP, DEFAULT_WEIGHTS_BACKEND
 from .io import OUTPUT_CODECS, OUTPUT_FORMATS, X264_PRESETS
 from .io.threads import termination_handlers
 
@@ -253,7 +253,8 @@ def run(
         typer.Option(
             "--pix-fmt",
             help="Pixel format, e.g. yuv420p, yuv444p, yuv420p10le (10-bit) (default: yuv420p, yuv444p for odd "
-            "sizes, 10-bit for deep sources on pipes).",
+            "sizes; y4m and nut output of a deep source: yuv420p10le; rawvideo: rgb24, rgb48le for deep sources; "
+            "--lossless: RGB).",
         ),
     ] = None,
     encoder_preset: Annotated[
@@ -411,6 +412,8 @@ def _run(
             f"expected --engine or --checkpoint, found both ({engine}, {checkpoint}); --engine runs an exported "
             "artifact, --checkpoint exports weights: pass one"
         )
+    if checkpoint is not None and backend is None:
+        backend = DEFAULT_WEIGHTS_BACKEND  # weights are exported for a backend, as the built-in ones are
     chosen = precision_from_flags(precision, fp16, int8)
     frames_to_verify = parse_verify(verify)
     encoder: dict[str, Any] = {"lossless": lossless, "overwrite": overwrite}
@@ -706,11 +709,15 @@ def _run_segmented(
     if not quiet:
         _say(be.describe())
     open_backend = _opener(be, on_cluster, weights, backend, precision, device, cuda_graphs)
+    # The exact mode's forward pass runs here, on the backend already open (not a second one); otherwise nothing
+    # here needs it once the workers open their own, so it is closed before they start (a GPU's memory too).
+    pass_backend = be if exact else None
+    del be
     options = RunOptions(lookahead=window, chunk=chunk, output=OutputOptions(**encoder), max_pixels=max_pixels)
     run = restore_segmented(
         source, target, open_backend, options=options, segment_frames=segment_frames,
         warmup=DEFAULT_WARMUP if warmup is None else warmup, exact=exact,
-        execute=lambda jobs, opener: execute(jobs, opener, where),
+        execute=lambda jobs, opener: execute(jobs, opener, where), pass_backend=pass_backend,
     )  # fmt: skip
     summary.update(
         output=run.output, frames=run.frames, segments=len(run.segments),

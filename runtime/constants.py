@@ -18,3 +18,5 @@ DEFAULT_WARMUP = 16
 
 # The backends, in the order `--help` lists them: the keys of runtime.engines.OPENERS (a test keeps them equal).
 BACKENDS = ("torch", "onnxruntime", "tensorrt", "openvino")
+# The backend that weights (the built-in ones, or --checkpoint) are exported for when none is named.
+DEFAULT_WEIGHTS_BACKEND = "onnxruntime"

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pahs_export.contract import check_size_multiple
 from pahs_export.errors import PahsError
 from pahs_export.files import disk_error, is_disk_error, owner_tag, stale
 from pahs_export.presets import DEFAULT_LOOKAHEAD
@@ -61,6 +62,23 @@ def _no_poll() -> None:
     pass
 
 
+def _padded(backend: Backend, frames: Iterable[Tensor]) -> Iterator[Tensor]:
+    """``frames``, with the first one checked: [3, H, W] with H and W multiples of the backend's size multiple
+    (the driver works on padded frames; a wrong one is a one-line error here, not the backend's own)."""
+    for index, frame in enumerate(frames):
+        if index == 0:
+            if frame.dim() != 3 or frame.shape[0] != 3:
+                raise PahsError(
+                    f"expected frames [3, H, W] (RGB, channels first), found shape {list(frame.shape)}; "
+                    "pahs.open(...).restore takes arrays of any layout and size"
+                )
+            check_size_multiple(
+                frame.shape[-1], frame.shape[-2], backend.size_multiple, "padded frames",
+                "pad them (pahs_export.model.pad_to_multiple), or use pahs.open(...).restore, which pads and crops",
+            )  # fmt: skip
+        yield frame
+
+
 def restore_stream(
     backend: Backend,
     frames: Iterable[Tensor],
@@ -74,6 +92,7 @@ def restore_stream(
     ``poll()`` is called before every backend step (it may raise to stop).
     """
     poll = poll or _no_poll
+    frames = _padded(backend, frames)
     if not backend.bidirectional:
         yield from _online(backend, frames, poll)
         return
@@ -323,6 +342,7 @@ def restore_exact(
     :class:`PahsError`; the folder is removed however the generator ends (exhausted, closed, an error).
     """
     poll = poll or _no_poll
+    frames = _padded(backend, frames)
     if not backend.bidirectional:
         if not with_inputs:
             yield from _online(backend, frames, poll)

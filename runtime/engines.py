@@ -22,6 +22,7 @@ from .backends.openvino_backend import OpenVINOBackend
 from .backends.ort_backend import OnnxRuntimeBackend
 from .backends.torch_backend import TorchBackend
 from .backends.trt_backend import TensorRTBackend
+from .constants import DEFAULT_WEIGHTS_BACKEND
 
 ENGINE_KINDS = ("onnx", "tensorrt", "checkpoint")
 DEFAULT_BACKEND = {"onnx": "onnxruntime", "tensorrt": "tensorrt", "checkpoint": "torch"}
@@ -132,7 +133,7 @@ OPENERS: dict[str, Callable[[Path | None, str | None, str, bool, str | None], Ba
 
 def default_backend(kind: str | None) -> str:
     """The backend an engine of ``kind`` opens with when none is asked for (no engine: onnxruntime)."""
-    return DEFAULT_BACKEND[kind] if kind else "onnxruntime"
+    return DEFAULT_BACKEND[kind] if kind else DEFAULT_WEIGHTS_BACKEND
 
 
 def open_backend(

@@ -75,7 +75,11 @@ OPTIONS = {
     "pahs-export verify": ["--checkpoint", "-c", "--frames", "-n"],
     "pahs-export trt": ["--preset", "-p", "--output", "-o", "--precision", "--fp16", "--int8", "--verify"],
     "pahs-run": ["--output", "-o", "--device", "--quiet", "-q", "--engine", "-e", "--backend", "-b", "--precision"],
-    "pahs-bench": ["--presets", "-p", "--device", "--quiet", "-q", "--backends", "-b", "--engine", "-e"],
+    # repeatable options: the singular spelling every other command uses, and the plural one
+    "pahs-bench": [
+        *("--preset", "--presets", "-p", "--backend", "--backends", "-b"),
+        *("--device", "--quiet", "-q", "--engine", "-e"),
+    ],
     "pahs-train": ["--output", "-o", "--preset", "-p", "--device", "--quiet", "-q"],
     "pahs-eval": ["--preset", "-p", "--device", "--quiet", "-q", "--checkpoint", "-c", "--frames", "-n"],
 }
@@ -90,7 +94,7 @@ CHOICES = {
     },
     "pahs-export trt": {"--preset": PRESETS, "--precision": PRECISIONS},
     "pahs-run": {"--backend": OPENERS, "--precision": PRECISIONS, "--format": OUTPUT_FORMATS, "--codec": OUTPUT_CODECS},
-    "pahs-bench": {"--presets": PRESETS, "--backends": VARIANTS},
+    "pahs-bench": {"--preset": PRESETS, "--backend": VARIANTS},
     "pahs-train": {"--preset": PRESETS, "--layout": LAYOUT_CHOICES},
     "pahs-eval": {"--preset": PRESETS, "--layout": LAYOUT_CHOICES},
 }

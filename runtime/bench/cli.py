@@ -38,17 +38,20 @@ def bench(
     presets: Annotated[
         Optional[list[Preset]],
         typer.Option(
+            "--preset",
             "--presets",
             "-p",
             help=f"Model presets (repeat; default: those of the --engine artifacts, else {DEFAULT_PRESET}).",
         ),
     ] = None,
     sizes: Annotated[
-        Optional[list[str]], typer.Option("--sizes", "-s", help=f"Frame sizes WxH (default {DEFAULT_SIZE_TEXT}).")
+        Optional[list[str]],
+        typer.Option("--size", "--sizes", "-s", help=f"Frame sizes WxH (repeat; default {DEFAULT_SIZE_TEXT})."),
     ] = None,
     backends: Annotated[
         Optional[list[Variant]],
         typer.Option(
+            "--backend",
             "--backends",
             "-b",
             help=f"Variants to measure (repeat): {', '.join(VARIANTS)}; the INT8 variants of onnxruntime and "

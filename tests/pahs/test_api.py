@@ -48,6 +48,24 @@ def test_exact_mode_equals_the_reference_model(checkpoint):
     assert (out - ref).abs().max() < 1e-5
 
 
+def test_streaming_lookahead_equals_the_reference_model(checkpoint):
+    """A finite lookahead streams the same frames as the model run with that lookahead (chunk 1: every frame's
+    backward run starts at its own lookahead, which is what the model computes)."""
+    model = pahs.load_model(checkpoint)
+    clip = torch.rand(7, 3, 32, 48)
+    out = torch.stack(list(pahs.open(checkpoint).restore(list(clip), lookahead=2, chunk=1)))
+    with torch.no_grad():
+        ref = model(clip[None], lookahead=2)[0].clamp(0, 1)
+    assert (out - ref).abs().max() < 1e-5
+
+
+def test_restore_leaves_the_callers_gradient_mode_alone(checkpoint):
+    """Between the frames it yields, the caller's code runs with the gradient mode it chose."""
+    seen = [torch.is_grad_enabled() for _ in pahs.open(checkpoint).restore(frames_u8(4, 32, 32), lookahead=1)]
+    assert seen == [True] * 4
+    assert torch.is_grad_enabled()
+
+
 def test_restore_video(checkpoint, tmp_path):
     import av
 

@@ -98,7 +98,8 @@ def test_tensorrt_without_tensorrt_is_one_line(checkpoint):
 
 
 def test_pahs_run_precision_and_aliases(tmp_path, checkpoint):
-    """`pahs-run --fp16 -c W` runs the FP16 artifact exported from W, and says so on first use."""
+    """`pahs-run --fp16 -c W` (no --backend) runs the FP16 ONNX artifact exported from W on ONNX Runtime, as
+    the built-in weights would be, not PyTorch with autocast."""
     frames = tmp_path / "f"
     frames.mkdir()
     for i in range(3):
@@ -106,7 +107,7 @@ def test_pahs_run_precision_and_aliases(tmp_path, checkpoint):
         Image.fromarray(image).save(frames / f"{i}.png")
     code = "import sys; from runtime.cli import main; sys.argv[0] = 'pahs-run'; sys.exit(main())"
     args = [sys.executable, "-c", code, str(frames), "-c", str(checkpoint), "-o", str(tmp_path / "o") + "/"]
-    result = subprocess.run([*args, "--fp16", "-b", "onnxruntime"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([*args, "--fp16"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "onnxruntime on cpu (fp16)" in result.stderr
     conflict = subprocess.run([*args, "--fp16", "--precision", "int8"], capture_output=True, text=True, timeout=300)

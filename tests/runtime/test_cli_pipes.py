@@ -235,3 +235,38 @@ def test_codec_pixel_format_and_fps(tmp_path, clip, artifact):
         assert round(float(s.average_rate)) == 50
     bad = pahs_run(str(clip), "-o", str(tmp_path / "x.mp4"), "-e", str(artifact), "-q", "--codec", "png")
     one_line_error(bad, "png")
+
+
+@pytest.mark.parametrize("fmt", ["nut", "matroska", "rawvideo"])
+def test_other_stdout_formats(clip, artifact, reference, fmt):
+    """`-o - --format nut|matroska|rawvideo`: a stream of the 7 frames on standard output. nut carries the same
+    raw yuv420p frames as y4m (equal to the reference); matroska H.264 (lossy: close to it); rawvideo bare
+    RGB24 frames, no container (the restored frames before any YUV conversion: close to it)."""
+    result = pahs_run(str(clip), "-e", str(artifact), "-o", "-", "--format", fmt, "-q")
+    assert result.returncode == 0, result.stderr.decode()
+    # -q: nothing on stderr but a warning when the format drops the clip's audio (rawvideo has none)
+    warned = [b"pahs-run: warning: rawvideo carries no audio"] if fmt == "rawvideo" else []
+    assert [line[:44] for line in result.stderr.splitlines()] == warned, result.stderr.decode()
+    if fmt == "rawvideo":
+        assert len(result.stdout) == 7 * 64 * 96 * 3
+        got = list(np.frombuffer(result.stdout, np.uint8).reshape(7, 64, 96, 3))
+    else:
+        got = decoded(io.BytesIO(result.stdout))
+    assert len(got) == 7
+    worst = max(float(np.abs(a.astype(int) - b.astype(int)).mean()) for a, b in zip(got, reference, strict=True))
+    # matroska: H.264 at crf 18; rawvideo: full-resolution RGB against the reference's 4:2:0 chroma (the test
+    # clip's colour noise differs by about 4 levels on average)
+    assert worst == 0 if fmt == "nut" else worst < {"matroska": 3, "rawvideo": 6}[fmt], worst
+
+
+def test_encoder_preset_and_crf_reach_x264(tmp_path, clip, artifact):
+    """--encoder-preset and --crf are x264's own settings: its options string in the stream says so."""
+    out = tmp_path / "out.mp4"
+    result = pahs_run(
+        str(clip), "-e", str(artifact), "-o", str(out), "-q", "--encoder-preset", "ultrafast", "--crf", "40"
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    with av.open(str(out)) as c:
+        first = bytes(next(c.demux(video=0)))
+    options = first[first.index(b"options: ") :].split(b"\x00")[0].decode(errors="replace")
+    assert "crf=40.0" in options and "subme=0" in options, options  # subme=0: ultrafast's, medium has 7

@@ -191,3 +191,15 @@ def test_online_range_warmed_up_from_frame_0_equals_the_whole_run():
         assert torch.equal(torch.stack(list(restore_range(uni, iter(x), 5, 9, 5))), whole[5:9])
         (_, state), *_ = forward_states(uni, iter(x), [5])
         assert torch.equal(torch.stack(list(restore_range(uni, iter(x[5:]), 5, 9, 0, state=state))), whole[5:9])
+
+
+@pytest.mark.parametrize("shape", [(3, 190, 318), (190, 318, 3), (1, 3, 32, 48)])
+def test_unpadded_or_misshapen_frames_are_one_line(backend, tmp_path, shape):
+    """The drivers take padded [3, H, W] tensors; anything else is a one-line error naming what to do, raised at
+    the first frame (not ONNX Runtime's or torch's own error from inside a step)."""
+    from pahs_export.errors import PahsError
+
+    for run in (lambda f: restore_stream(backend, f), lambda f: restore_exact(backend, f, spill_dir=tmp_path)):
+        with pytest.raises(PahsError) as e:
+            next(iter(run([torch.rand(*shape)] * 2)))
+        assert "\n" not in str(e.value) and "pahs.open(...).restore" in str(e.value)
