@@ -56,10 +56,11 @@ from .jobs import Job, JobResult
 MAX_ATTEMPTS = 3  # runs of one job, the first included, before a job whose workers keep dying is reported failed
 POLL_SECONDS = 0.5  # how often the driver checks for a termination signal while it waits for the workers
 INSTALL = 'pip install -e ".[cluster]"'  # how to get Ray (from a source checkout; pip install "pahs[cluster]")
-# TEST-ONLY hook, read by tests/runtime/test_cluster.py and nothing else: PAHS_TEST_WORKER_EXIT=MARKER:NAME makes
-# the worker that restores the job NAME (its name, or that name's last part) exit abruptly (os._exit(1), as a
-# crash or the OOM killer would) after EXIT_AFTER_STEPS backend steps, if the file MARKER does not exist yet;
-# it creates MARKER first, so exactly one worker dies, once. Never set it outside tests.
+# TEST-ONLY hook, set by tests/runtime/test_cluster.py and read here (_test_exit) only: PAHS_TEST_WORKER_EXIT=
+# MARKER:NAME makes the worker that restores the job NAME (its name, or that name's last part) exit abruptly
+# (os._exit(1), as a crash or the OOM killer would) after EXIT_AFTER_STEPS backend steps, if the file MARKER does
+# not exist yet; it creates MARKER first, so exactly one worker dies, once. An empty MARKER (":NAME"): every
+# worker that takes NAME dies, every time (a video that always kills its worker). Never set it outside tests.
 TEST_EXIT_VARIABLE = "PAHS_TEST_WORKER_EXIT"
 EXIT_AFTER_STEPS = 3
 # Variables of the driver's environment that workers take over (a cache every worker sees; the test hook).
@@ -204,13 +205,15 @@ class _Ledger:
 class _ExitAfter(BackendWrapper):
     """TEST-ONLY (see :data:`TEST_EXIT_VARIABLE`): the process exits abruptly at the ``steps``-th backend step."""
 
-    def __init__(self, inner: Backend, steps: int, marker: Path) -> None:
+    def __init__(self, inner: Backend, steps: int, marker: Path | None) -> None:
         super().__init__(inner)
         self.steps, self.marker = steps, marker
 
     def run(self, role: str, *inputs: Any) -> StepOutputs:
         self.steps -= 1
         if self.steps <= 0:
+            if self.marker is None:  # dies every time
+                os._exit(1)
             try:
                 os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))  # only the first gets it
             except FileExistsError:
@@ -225,9 +228,9 @@ def _test_exit(job: Job, backend: Backend) -> Backend:
     if not hook or ":" not in hook:
         return backend
     marker, name = hook.rsplit(":", 1)
-    if name not in (job.name, Path(job.name).name) or os.path.exists(marker):
+    if name not in (job.name, Path(job.name).name) or (marker and os.path.exists(marker)):
         return backend
-    return _ExitAfter(backend, EXIT_AFTER_STEPS, Path(marker))
+    return _ExitAfter(backend, EXIT_AFTER_STEPS, Path(marker) if marker else None)
 
 
 def _one_line_warning(message: Any, category: Any, filename: Any, lineno: Any, file: Any = None, line: Any = None):
@@ -391,7 +394,10 @@ class _Driver:
         try:
             return ray.get(ref)
         except ray.exceptions.RayActorError as e:  # every attempt's worker died
-            attempts = len(ray.get(self.ledger.owners_of.remote(index))) or MAX_ATTEMPTS
+            owners = ray.get(self.ledger.owners_of.remote(index))
+            for owner in owners:  # each dead attempt's temporary (a retry removes the earlier ones; none follows)
+                remove_partials(job.output, owner)
+            attempts = len(owners) or MAX_ATTEMPTS
             error = (
                 f"the worker restoring it died {attempts} times ({_ray_error_line(e)}); it may need more memory "
                 "than a worker has"

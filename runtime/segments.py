@@ -395,13 +395,16 @@ def restore_segmented(
     exact: bool = False,
     execute: Execute | None = None,
     work_dir: str | Path | None = None,
+    pass_backend: Backend | None = None,
 ) -> SegmentedRun:
     """Restore ``source`` into ``output`` in segments of ``segment_frames`` (rounded down to a multiple of
     ``options.chunk``): plan, (exact mode) record the forward states in one forward-only pass, run a
     :class:`SegmentJob` per segment through ``execute`` (default :func:`run_in_order`), join the parts into
     ``output`` with ``options.output``, and remove the work folder. ``warmup`` frames of forward warm-up per
     segment, or ``exact`` for the single run's result bit for bit. The source must be a file or URL that can be
-    opened again (every segment reads it); the output and options are checked before any work."""
+    opened again (every segment reads it); the output and options are checked before any work.
+    ``pass_backend``: an open backend for the exact mode's forward pass here (default: one from
+    ``open_backend``, opened when needed), so that a caller holding one does not open a second."""
     if options.lookahead is None:
         raise PahsError(
             "expected a number for --lookahead with --segment-frames, found all (every segment would read to the "
@@ -425,7 +428,7 @@ def restore_segmented(
         "%d segments of %d frames (%s)", len(plan), plan[0].end - plan[0].start,
         "exact: a forward pass first" if exact else f"forward warm-up of {warmup} frames",
     )  # fmt: skip
-    opened: list[Backend] = []
+    opened: list[Backend] = [] if pass_backend is None else [pass_backend]
 
     def local_backend() -> Backend:
         if not opened:
