@@ -87,7 +87,9 @@ class OpenVINOBackend(Backend):
     def run(self, role: str, *inputs: Tensor) -> StepOutputs:
         arrays = [np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32) for x in inputs]
         request = self._request(role, tuple(a.shape for a in arrays))
-        request.infer(dict(zip(ROLES[role].inputs, arrays, strict=True)))
+        # share_inputs: OpenVINO reads the arrays where they are (no copy of the frames and the state tensors);
+        # infer() is synchronous, so they outlive their use
+        request.infer(dict(zip(ROLES[role].inputs, arrays, strict=True)), share_inputs=True)
         # copy: the request reuses its output buffers on the next call, and the loop keeps feat for a while
         return tuple(
             torch.from_numpy(np.array(request.get_tensor(name).data, dtype=np.float32)) for name in ROLES[role].outputs
