@@ -160,14 +160,16 @@ def open(  # shadows the builtin on purpose: `pahs.open`, like `av.open`
     device: str | None = None,
     precision: str | None = None,
     cuda_graphs: bool = False,
+    threads: int | None = None,
 ) -> Restorer:
     """Open ``engine`` (an ONNX artifact folder, a TensorRT artifact, a .safetensors checkpoint; None: the
     default weights) with ``backend`` (torch, onnxruntime, openvino, tensorrt; None: the engine's own) on
     ``device`` (cpu, cuda, cuda:N; None: the backend's default) at ``precision`` (fp32, fp16, int8; None: fp32,
     or an exported artifact's own). Weights are exported to the artifact the backend runs, once, and cached
     (:func:`pahs.defaults.open_backend`). ``cuda_graphs``: capture and replay CUDA graphs (tensorrt, or torch
-    on cuda). The engine is opened once; reuse the restorer."""
-    return Restorer(open_backend(engine, backend, precision, device=device, cuda_graphs=cuda_graphs))
+    on cuda). ``threads``: CPU threads of a step (None: every core). The engine is opened once; reuse the
+    restorer."""
+    return Restorer(open_backend(engine, backend, precision, device=device, cuda_graphs=cuda_graphs, threads=threads))
 
 
 def _to_tensor(frame: Frame, index: int) -> tuple[Tensor, Any]:

@@ -19,7 +19,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -198,6 +198,15 @@ def run(
             help="Capture and replay CUDA graphs per graph, frame size and state buffer (tensorrt, or torch on cuda).",
         ),
     ] = False,
+    threads: Annotated[
+        Optional[int],
+        typer.Option(
+            "--threads",
+            min=1,
+            help="CPU threads of each step (default: every core here; on --cluster, the CPUs each worker reserves, "
+            "and with --threads N each reserves N).",
+        ),
+    ] = None,
     lookahead: Annotated[
         Optional[str],
         typer.Option(
@@ -374,6 +383,7 @@ def _run(
     fp16: bool,
     int8: bool,
     cuda_graphs: bool,
+    threads: int | None,
     lookahead: str | None,
     chunk: int | None,
     verify: str | None,
@@ -426,7 +436,11 @@ def _run(
         encoder["fps"] = parse_fps(fps)
     window = parse_lookahead(lookahead)
     k = DEFAULT_CHUNK if chunk is None else chunk
-    where = cluster_options(cluster, workers, gpus_per_worker)
+    where = cluster_options(cluster, workers, gpus_per_worker, threads)
+    choice = EngineChoice(
+        engine if engine is not None else checkpoint, engine is not None, value_of(backend), chosen, device,
+        cuda_graphs, threads,
+    )  # fmt: skip
     if segment_frames is None and (warmup is not None or exact_segments):
         raise PahsError("expected --warmup or --exact-segments with --segment-frames, found no --segment-frames")
     if segment_frames is not None:
@@ -438,22 +452,21 @@ def _run(
         if exact_segments and warmup is not None:
             raise PahsError("expected --exact-segments or --warmup, found both; the exact mode needs no warm-up")
         _run_segmented(
-            video[0], output, engine, checkpoint, backend, device, chosen, cuda_graphs, window, k, max_pixels,
-            encoder, json_out, quiet, where, segment_frames, warmup, exact_segments, summary, started,
+            video[0], output, choice, window, k, max_pixels, encoder, json_out, quiet, where, segment_frames, warmup,
+            exact_segments, summary, started,
         )  # fmt: skip
         return
     if is_batch(video) or where.address is not None:
         _run_jobs(
-            video, engine, checkpoint, output, backend, device, chosen, cuda_graphs, lookahead, window, k,
-            frames_to_verify, max_pixels, spill_dir, compare, encoder, json_out, quiet, where, summary, started,
+            video, choice, output, lookahead, window, k, frames_to_verify, max_pixels, spill_dir, compare, encoder,
+            json_out, quiet, where, summary, started,
         )  # fmt: skip
         return
     (video,) = video  # one input, not a pattern: what pahs-run always did
     target = output if output is not None else (None if frames_to_verify is not False else default_output(video))
     if output == STDIO and frames_to_verify is not False:
         raise PahsError("expected --verify without -o - (its table would mix with the video), found both; drop one")
-    weights = engine if engine is not None else checkpoint
-    restorer = pahs.Restorer(_open_backend(weights, engine is not None, value_of(backend), chosen, device, cuda_graphs))
+    restorer = pahs.Restorer(choice.open())
     be = restorer.backend
     opened = time.monotonic()
     summary.update(
@@ -471,7 +484,7 @@ def _run(
         # The reference is FP32 PyTorch on the CPU, whatever runs: a torch backend on CUDA (or under autocast)
         # is compared with it too. Only an FP32 torch backend on the CPU is the reference itself.
         same = be.name == "torch" and be.device.type == "cpu" and be.precision == "fp32"
-        reference = be if same else pahs.open_backend(weights, "torch", device="cpu")
+        reference = be if same else pahs.open_backend(choice.weights, "torch", device="cpu")
         check_interrupted()
         if same and not quiet:
             _say("note: the backend is the PyTorch reference itself; the comparison is trivial")
@@ -518,28 +531,59 @@ def _run(
         )
 
 
-def _open_backend(
-    weights: Path | None, exported: bool, backend: str | None, precision: str | None, device: str | None, graphs: bool
-) -> OpenBackend:
-    """:func:`pahs.open_backend`; a full or read-only cache met by the first-use export is one line saying so."""
-    import pahs
-    from pahs_export.cache import cache_dir
-    from pahs_export.files import disk_error, is_disk_error
+@dataclass(frozen=True)
+class EngineChoice:
+    """What the command line chose to run, and how: :func:`pahs.open_backend`'s arguments."""
 
-    try:
-        return pahs.open_backend(weights, backend, precision, device=device, cuda_graphs=graphs)
-    except (OSError, PahsError) as e:  # the first use exports the default engine into the cache
-        cause = e if isinstance(e, OSError) else e.__cause__  # AtomicOutput's one line says "-o": not ours here
-        if not exported and isinstance(cause, OSError) and is_disk_error(cause):
-            where = cache_dir().absolute()
-            what = "the default engine" if weights is None else f"the engine exported from {weights}"
-            raise disk_error(cause, what, where, "set PAHS_CACHE to another folder") from e
-        raise
+    weights: Path | None  # --engine or --checkpoint; None: the built-in weights
+    exported: bool  # weights is an exported artifact (--engine), not weights exported on first use
+    backend: str | None  # None: the engine's own (onnxruntime for weights)
+    precision: str | None  # None: fp32, or the engine's own
+    device: str | None  # None: the backend's default
+    cuda_graphs: bool
+    threads: int | None  # CPU threads of a step; None: every core here, a worker's reserved CPUs on Ray
+
+    def open(self) -> OpenBackend:
+        """The backend, here; a full or read-only cache met by the first-use export is one line saying so."""
+        import pahs
+        from pahs_export.cache import cache_dir
+        from pahs_export.files import disk_error, is_disk_error
+
+        try:
+            return pahs.open_backend(
+                self.weights, self.backend, self.precision, device=self.device, cuda_graphs=self.cuda_graphs,
+                threads=self.threads,
+            )  # fmt: skip
+        except (OSError, PahsError) as e:  # the first use exports the default engine into the cache
+            cause = e if isinstance(e, OSError) else e.__cause__  # AtomicOutput's one line says "-o": not ours here
+            if not self.exported and isinstance(cause, OSError) and is_disk_error(cause):
+                where = cache_dir().absolute()
+                what = "the default engine" if self.weights is None else f"the engine exported from {self.weights}"
+                raise disk_error(cause, what, where, "set PAHS_CACHE to another folder") from e
+            raise
+
+    def opener(self, be: OpenBackend, on_cluster: bool) -> Callable[..., OpenBackend]:
+        """What executors open the backend with: here, ``be``, already open; on a cluster, a picklable call
+        that each worker makes itself with ``threads=`` its reserved CPUs (absolute paths: workers may run in
+        another folder)."""
+        import functools
+
+        import pahs
+
+        if not on_cluster:
+            return functools.partial(_same, be)
+        weights = Path(os.path.abspath(self.weights)) if self.weights is not None else None
+        return functools.partial(
+            pahs.open_backend, weights, self.backend, self.precision, device=self.device, cuda_graphs=self.cuda_graphs
+        )
 
 
-def cluster_options(cluster: str | None, workers: int | None, gpus_per_worker: float | None) -> ClusterOptions:
+def cluster_options(
+    cluster: str | None, workers: int | None, gpus_per_worker: float | None, threads: int | None = None
+) -> ClusterOptions:
     """``--cluster``, ``--workers`` and ``--gpus-per-worker`` checked (the counts without --cluster are refused,
-    and --cluster without Ray installed), before anything is opened."""
+    and --cluster without Ray installed), before anything is opened; ``--threads`` N makes each worker reserve
+    N CPUs (and run N threads)."""
     from .cluster import ClusterOptions, check_cluster_options, require_ray
 
     if cluster is None:
@@ -553,7 +597,7 @@ def cluster_options(cluster: str | None, workers: int | None, gpus_per_worker: f
         return ClusterOptions()
     if not cluster.strip():
         raise PahsError("expected --cluster local, auto or an address (ray://host:10001, host:6379), found ''")
-    options = ClusterOptions(cluster.strip(), workers, gpus_per_worker)
+    options = ClusterOptions(cluster.strip(), workers, gpus_per_worker, None if threads is None else float(threads))
     check_cluster_options(options)
     require_ray()
     return options
@@ -561,14 +605,15 @@ def cluster_options(cluster: str | None, workers: int | None, gpus_per_worker: f
 
 def execute(
     jobs: Sequence[Job],
-    open_backend: Callable[[], OpenBackend],
+    open_backend: Callable[..., OpenBackend],
     where: ClusterOptions,
     on_result: Callable[[JobResult], None] | None = None,
 ) -> list[JobResult]:
     """Run ``jobs`` (:class:`runtime.jobs.Job`: videos of a batch, or segments of one long video) here, one after
     the other (``where.address`` None: :func:`runtime.batch.run_local`), or on the Ray cluster ``where`` names
-    (:func:`runtime.cluster.run_on_ray`). ``open_backend``: a picklable zero-argument callable (each worker
-    opens its backend with it, once). One result per job, in the order of ``jobs``."""
+    (:func:`runtime.cluster.run_on_ray`). ``open_backend``: a picklable callable (each worker opens its
+    backend with it, once, passing ``threads=``; here it is called with no argument). One result per job, in
+    the order of ``jobs``."""
     from .batch import run_local
     from .cluster import run_on_ray
 
@@ -582,13 +627,8 @@ def execute(
 
 def _run_jobs(
     inputs: list[str],
-    engine: Path | None,
-    checkpoint: Path | None,
+    choice: EngineChoice,
     output: str | None,
-    backend: Any,
-    device: str | None,
-    precision: str | None,
-    cuda_graphs: bool,
     lookahead: str | None,
     window: int | None,
     chunk: int,
@@ -631,14 +671,14 @@ def _run_jobs(
         plan = plan_batch(inputs, output, options, absolute=on_cluster)
     else:
         plan = plan_single(inputs[0], output or default_output(inputs[0]), options, absolute=on_cluster)
-    weights = engine if engine is not None else checkpoint
-    be = _open_backend(weights, engine is not None, value_of(backend), precision, device, cuda_graphs)
+    be = choice.open()
     opened = time.monotonic()
     summary.update(
         **_what_runs(be),
         lookahead="all" if window is None else window, chunk=chunk,
         cluster=None if not on_cluster else {"address": where.address, "workers": where.workers,
-                                             "gpus_per_worker": where.gpus_per_worker},
+                                             "gpus_per_worker": where.gpus_per_worker,
+                                             "cpus_per_worker": where.cpus_per_worker},
     )  # fmt: skip
     check_interrupted()
     check_options(RunOptions(lookahead=window, chunk=chunk), be, lookahead_given=lookahead is not None)
@@ -650,7 +690,7 @@ def _run_jobs(
         parts += [f"{settled['skipped']} already there (skipped)"] if settled["skipped"] else []
         parts += [f"{settled['failed']} pattern(s) matching nothing"] if settled["failed"] else []
         _say(", ".join(parts))
-    open_backend = _opener(be, on_cluster, weights, backend, precision, device, cuda_graphs)
+    open_backend = choice.opener(be, on_cluster)
     del be  # on a cluster the workers' backends take its place (its memory, a GPU's too, is freed)
     logging.getLogger("pahs").setLevel(logging.WARNING)  # one line per file, not the writer's own
     progress = BatchProgress(len(jobs), enabled=not quiet, prefix="pahs-run: ")
@@ -671,12 +711,7 @@ def _run_jobs(
 def _run_segmented(
     source: str,
     output: str | None,
-    engine: Path | None,
-    checkpoint: Path | None,
-    backend: Any,
-    device: str | None,
-    precision: str | None,
-    cuda_graphs: bool,
+    choice: EngineChoice,
     window: int | None,
     chunk: int,
     max_pixels: int | None,
@@ -697,8 +732,7 @@ def _run_segmented(
     from .segments import restore_segmented
 
     target = output or default_output(source)
-    weights = engine if engine is not None else checkpoint
-    be = _open_backend(weights, engine is not None, value_of(backend), precision, device, cuda_graphs)
+    be = choice.open()
     opened = time.monotonic()
     on_cluster = where.address is not None
     summary.update(
@@ -708,7 +742,7 @@ def _run_segmented(
     )  # fmt: skip
     if not quiet:
         _say(be.describe())
-    open_backend = _opener(be, on_cluster, weights, backend, precision, device, cuda_graphs)
+    open_backend = choice.opener(be, on_cluster)
     # The exact mode's forward pass runs here, on the backend already open (not a second one); otherwise nothing
     # here needs it once the workers open their own, so it is closed before they start (a GPU's memory too).
     pass_backend = be if exact else None
@@ -737,32 +771,12 @@ def _same(backend: OpenBackend) -> OpenBackend:
     return backend
 
 
-def _opener(
-    be: Any,
-    on_cluster: bool,
-    weights: Path | None,
-    backend: Any,
-    precision: str | None,
-    device: str | None,
-    cuda_graphs: bool,
-) -> Callable[[], Any]:
-    """What executors open the backend with: here, the one ``be`` already open; on a cluster, a picklable
-    call that each worker makes itself (absolute paths: workers may run in another folder)."""
-    import functools
-
-    import pahs
-
-    if not on_cluster:
-        return functools.partial(_same, be)
-    weights = Path(os.path.abspath(weights)) if weights is not None else None
-    return functools.partial(
-        pahs.open_backend, weights, value_of(backend), precision, device=device, cuda_graphs=cuda_graphs
-    )
-
-
 def _what_runs(be: Any) -> dict[str, str]:
     """The --json summary's fields naming the open backend."""
-    return {"backend": be.name, "device": str(be.device), "precision": be.precision, "engine": be.describe()}
+    return {
+        "backend": be.name, "device": str(be.device), "precision": be.precision, "threads": be.threads,
+        "engine": be.describe(),
+    }  # fmt: skip
 
 
 def _round(x: float | None) -> float | None:

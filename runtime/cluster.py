@@ -3,12 +3,14 @@ call into Ray is in this module; Ray is optional (the ``cluster`` extra) and imp
 
 Decisions:
 
-- Workers are actors that open the backend once (``open_backend()``, a picklable zero-argument callable) and
-  reuse it for every job they get. The driver hands a worker its next job when it finishes one (no queue on
-  the workers), so long and short videos balance themselves; results come back in completion order to
-  ``on_result`` and in job order from :func:`run_on_ray`. Each job writes its own output on its worker, whole
-  or not at all (:class:`pahs_export.files.AtomicOutput`), so inputs, outputs, the engine and ``$PAHS_CACHE``
-  must be on storage every worker sees, at the same paths.
+- Workers are actors that open the backend once (``open_backend(threads=n)``, a picklable callable) and
+  reuse it for every job they get. ``n`` is the CPUs the worker reserved (at least 1): a CPU runtime left to
+  its default takes every core of the machine, so two workers on one machine would each run as many threads
+  as it has cores and slow each other down (measured: docs/SEGMENTS.md). The driver hands a worker its next
+  job when it finishes one (no queue on the workers), so long and short videos balance themselves; results
+  come back in completion order to ``on_result`` and in job order from :func:`run_on_ray`. Each job writes its
+  own output on its worker, whole or not at all (:class:`pahs_export.files.AtomicOutput`), so inputs, outputs,
+  the engine and ``$PAHS_CACHE`` must be on storage every worker sees, at the same paths.
 - A worker that dies (killed, out of memory, a crash in a library) is restarted by Ray (``max_restarts``) and its
   job run again (``max_task_retries``): at most :data:`MAX_ATTEMPTS` attempts, then the job is reported failed
   once. Attempts are counted by a small ledger actor that every attempt reports to as it starts (Ray's retries
@@ -178,6 +180,12 @@ def worker_shape(nodes: Sequence[dict[str, float]], options: ClusterOptions, job
     return WorkerShape(max(1, min(count, jobs)), per_cpu, g)
 
 
+def worker_threads(shape: WorkerShape) -> int:
+    """The CPU threads each worker's backend runs a step with: its whole reserved CPUs, at least 1 (what Ray
+    also sets ``OMP_NUM_THREADS`` to in the worker)."""
+    return max(1, int(shape.cpus))
+
+
 def _node_resources(ray: Any) -> list[dict[str, float]]:
     return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
 
@@ -240,14 +248,14 @@ def _one_line_warning(message: Any, category: Any, filename: Any, lineno: Any, f
 class _Worker:
     """A worker: the backend opened once, then one job at a time."""
 
-    def __init__(self, open_backend: Callable[[], Backend], environment: dict[str, str]) -> None:
+    def __init__(self, open_backend: Callable[..., Backend], environment: dict[str, str], threads: int) -> None:
         os.environ.update(environment)
         warnings.showwarning = _one_line_warning  # damaged-input warnings reach the driver's log as one line each
         self.owner, self.name = owner_tag(), worker_name()
         self.backend: Backend | None = None
         self.problem: str | None = None
         try:
-            self.backend = open_backend()
+            self.backend = open_backend(threads=threads)
         except Exception as e:  # reported by ready(): a worker that cannot open the engine takes no job
             self.problem = one_line(e)
 
@@ -294,7 +302,7 @@ def remove_partials(output: str, owner: str) -> list[Path]:
 
 def run_on_ray(
     jobs: Sequence[Job],
-    open_backend: Callable[[], Backend],
+    open_backend: Callable[..., Backend],
     *,
     address: str,
     workers: int | None = None,
@@ -304,7 +312,8 @@ def run_on_ray(
 ) -> list[JobResult]:
     """Run ``jobs`` on the Ray cluster at ``address`` ("local", "auto", or an address; see the module docstring)
     with ``workers`` actors (None: :func:`worker_shape`), each reserving ``gpus_per_worker`` GPUs and
-    ``cpus_per_worker`` CPUs, each opening its backend once with ``open_backend`` (picklable, zero-argument).
+    ``cpus_per_worker`` CPUs, each opening its backend once with ``open_backend(threads=`` its whole reserved
+    CPUs, at least 1 ``)`` (picklable).
     ``on_result`` gets each result as its job ends; returns one result per job, in the order of ``jobs``. A
     job whose workers died :data:`MAX_ATTEMPTS` times is failed; workers that cannot open the backend take no
     job, and if none can, that is a one-line error."""
@@ -329,7 +338,7 @@ class _Driver:
         self,
         ray: Any,
         jobs: Sequence[Job],
-        open_backend: Callable[[], Backend],
+        open_backend: Callable[..., Backend],
         shape: WorkerShape,
         on_result: Callable[[JobResult], None] | None,
     ) -> None:
@@ -344,7 +353,8 @@ class _Driver:
             max_restarts=-1,  # a dead worker is always replaced; each job's attempts are bounded instead
             max_task_retries=MAX_ATTEMPTS - 1,
         )
-        self.actors = [worker.remote(open_backend, environment) for _ in range(shape.workers)]
+        threads = worker_threads(shape)
+        self.actors = [worker.remote(open_backend, environment, threads) for _ in range(shape.workers)]
         self.results: list[JobResult | None] = [None] * len(jobs)
         self.running: dict[Any, tuple[Any, int | None]] = {}  # ref -> (actor, job index; None: its ready())
 

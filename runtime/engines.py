@@ -49,7 +49,12 @@ def engine_kind(path: Path) -> str:
 
 
 def _open_torch(
-    engine: Path | None, kind: str | None, device: str, cuda_graphs: bool = False, autocast: str | None = None
+    engine: Path | None,
+    kind: str | None,
+    device: str,
+    cuda_graphs: bool = False,
+    autocast: str | None = None,
+    threads: int | None = None,
 ) -> Backend:
     parse_device(device)  # before loading anything: a CUDA device must be usable here
     if kind == "checkpoint":
@@ -61,6 +66,10 @@ def _open_torch(
         model, _ = resolve_model(None, None)
     else:
         raise PahsError(f"the torch backend runs checkpoints and ONNX artifacts' source weights, found a {kind} engine")
+    if threads:  # process-wide in torch: the worker or script that asks for it owns the process
+        import torch
+
+        torch.set_num_threads(threads)
     return TorchBackend(model, device, autocast=autocast, cuda_graphs=cuda_graphs)
 
 
@@ -73,7 +82,12 @@ def _no_autocast(name: str, autocast: str | None) -> None:
 
 
 def _open_onnxruntime(
-    engine: Path | None, kind: str | None, device: str, cuda_graphs: bool = False, autocast: str | None = None
+    engine: Path | None,
+    kind: str | None,
+    device: str,
+    cuda_graphs: bool = False,
+    autocast: str | None = None,
+    threads: int | None = None,
 ) -> Backend:
     _no_autocast("onnxruntime", autocast)
     if cuda_graphs:
@@ -93,11 +107,16 @@ def _open_onnxruntime(
             f"{DEFAULT_BACKEND[kind]}"
         )
     # The backend verifies every graph's sha256 as it loads it (Artifact.verified_bytes).
-    return OnnxRuntimeBackend(read_artifact(engine), device=device)
+    return OnnxRuntimeBackend(read_artifact(engine), device=device, threads=threads)
 
 
 def _open_openvino(
-    engine: Path | None, kind: str | None, device: str, cuda_graphs: bool = False, autocast: str | None = None
+    engine: Path | None,
+    kind: str | None,
+    device: str,
+    cuda_graphs: bool = False,
+    autocast: str | None = None,
+    threads: int | None = None,
 ) -> Backend:
     _no_autocast("openvino", autocast)
     if cuda_graphs:
@@ -107,13 +126,18 @@ def _open_openvino(
             f"the openvino backend runs ONNX artifact folders, found {engine or 'no --engine'}; export one with "
             "`pahs-export onnx` and pass it with --engine"
         )
-    return OpenVINOBackend(read_artifact(engine), device=device)
+    return OpenVINOBackend(read_artifact(engine), device=device, threads=threads)
 
 
 def _open_tensorrt(
-    engine: Path | None, kind: str | None, device: str, cuda_graphs: bool = False, autocast: str | None = None
+    engine: Path | None,
+    kind: str | None,
+    device: str,
+    cuda_graphs: bool = False,
+    autocast: str | None = None,
+    threads: int | None = None,
 ) -> Backend:
-    _no_autocast("tensorrt", autocast)
+    _no_autocast("tensorrt", autocast)  # threads: the GPU runs the steps; nothing of TensorRT's to size
     if kind != "tensorrt":
         raise PahsError(
             f"the tensorrt backend runs artifacts from `pahs-export trt`, found {engine or 'no --engine'}; "
@@ -122,8 +146,8 @@ def _open_tensorrt(
     return TensorRTBackend(engine, device, cuda_graphs=cuda_graphs)
 
 
-# opener(engine, kind, device, cuda_graphs, autocast) -> Backend
-OPENERS: dict[str, Callable[[Path | None, str | None, str, bool, str | None], Backend]] = {
+# opener(engine, kind, device, cuda_graphs, autocast, threads) -> Backend
+OPENERS: dict[str, Callable[[Path | None, str | None, str, bool, str | None, int | None], Backend]] = {
     "torch": _open_torch,
     "onnxruntime": _open_onnxruntime,
     "tensorrt": _open_tensorrt,
@@ -142,11 +166,14 @@ def open_backend(
     device: str | None = None,
     cuda_graphs: bool = False,
     autocast: str | None = None,
+    threads: int | None = None,
 ) -> Backend:
     """Open ``engine`` with ``backend`` (default: :func:`default_backend` of the engine's kind).
 
     ``cuda_graphs``: capture and replay CUDA graphs per role, frame shape and buffer parity (tensorrt, or
-    torch on cuda). ``autocast``: "fp16" or "bf16" autocast of the torch backend."""
+    torch on cuda). ``autocast``: "fp16" or "bf16" autocast of the torch backend. ``threads``: CPU threads of a
+    step (onnxruntime's intra-op threads, openvino's inference threads, torch's process-wide thread count;
+    tensorrt has none to size); None: the runtime's default, every core of the machine."""
     path = Path(engine) if engine is not None else None
     kind = engine_kind(path) if path is not None else None
     name = backend or default_backend(kind)
@@ -155,4 +182,6 @@ def open_backend(
     if device is None:
         device = "cuda" if name == "tensorrt" else "cpu"
     parse_device(device, check_available=False)  # one line for an unknown device, whichever the backend
-    return OPENERS[name](path, kind, device, cuda_graphs, autocast)
+    if threads is not None and threads < 1:
+        raise PahsError(f"expected --threads of at least 1, found {threads}; leave it out to use every core")
+    return OPENERS[name](path, kind, device, cuda_graphs, autocast, threads)

@@ -4,9 +4,13 @@ segment_warmup.py measures parity and derives the exact mode's *ideal* speed-up 
 pass; this script times the real commands instead. One clip (held-out synthetic content, `pahs_export.samples`,
 written losslessly) is restored by `pahs-run` in fresh processes, in this order, repeated ``--reps`` times:
 
-1. the single run (one process, the default backend on all cores);
-2. ``--segment-frames S --cluster local --workers P`` (warm-up mode, the default W);
-3. the same with ``--exact-segments`` (a forward-only pass here first, then the segments).
+1. the single run (one process, the default backend on all cores), and the same on one thread (how far the
+   runtime's own threads scale: the most that workers sharing one machine can win over it);
+2. ``--segment-frames S --cluster local --workers P`` (warm-up mode, the default W; each worker runs as many
+   threads as the CPUs it reserved: cores / P);
+3. the same with ``--exact-segments`` (a forward-only pass here first, then the segments);
+4. the warm-up mode with ``--threads <cores>``: every worker on every core, as before workers were given their
+   share (the oversubscription this measures).
 
 Each run's wall time is taken from outside (fork to exit: Ray's start and stop, decoding, encoding and the join
 included) and from its ``--json`` summary (the pass, segments and join). Medians are reported with the ratios
@@ -20,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,6 +33,8 @@ from pathlib import Path
 
 import av
 import numpy as np
+
+from runtime.bench.variants import cpu_description
 
 RUN = "import sys; from runtime.cli import main; sys.argv[0] = 'pahs-run'; sys.exit(main())"
 
@@ -74,9 +79,13 @@ def main() -> None:
         cluster = ["--cluster", "local", "--workers", str(a.workers)]
         modes = {
             "single": [],
+            "single, 1 thread": ["--threads", "1"],
             "warm-up segments": ["--segment-frames", str(a.segment_frames), *cluster],
             "exact segments": ["--segment-frames", str(a.segment_frames), "--exact-segments", *cluster],
-        }
+            "warm-up segments, every worker on every core": [
+                "--segment-frames", str(a.segment_frames), *cluster, "--threads", str(os.cpu_count()),
+            ],
+        }  # fmt: skip
         runs: dict[str, list[dict]] = {m: [] for m in modes}
         timed_run([str(clip), "-o", str(folder / "warm.mkv"), "--lossless", "-q", "--overwrite"], folder / "w.json")
         for rep in range(a.reps):
@@ -88,9 +97,11 @@ def main() -> None:
                 runs[mode].append(run)
                 print(f"rep {rep + 1} {mode:<17} {run['wall']:7.2f} s  {run['summary'].get('seconds')}", flush=True)
     wall = {m: statistics.median(r["wall"] for r in rs) for m, rs in runs.items()}
+    cpu, isa = cpu_description()
     result = {
         "command": "python docs/experiments/segment_speedup.py " + " ".join(sys.argv[1:]),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu,
+        "isa": isa,
         "cores": os.cpu_count(),
         "frames": a.frames,
         "size": a.size,

@@ -23,6 +23,7 @@ class Backend(ABC):
     precision: str  # "fp32", "fp16", "int8": what the tolerances of parity checks are keyed by
     geometry: Geometry  # channel widths of the state and the frame-size rule
     device: torch.device = torch.device("cpu")
+    threads: int | None = None  # CPU threads a step runs on; None: the runtime's default (every core)
 
     @property
     def size_multiple(self) -> int:
@@ -73,7 +74,7 @@ class BackendWrapper(Backend):
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.name, self.bidirectional, self.precision = inner.name, inner.bidirectional, inner.precision
-        self.geometry, self.device = inner.geometry, inner.device
+        self.geometry, self.device, self.threads = inner.geometry, inner.device, inner.threads
 
     def upload(self, frame: Tensor) -> Tensor:
         return self.inner.upload(frame)

@@ -57,6 +57,7 @@ class OpenVINOBackend(Backend):
             self.config["INFERENCE_PRECISION_HINT"] = "f32"
         if threads:
             self.config["INFERENCE_NUM_THREADS"] = threads
+        self.threads = threads  # None: the runtime's default (every core)
         self.artifact = artifact
         self.models = {}
         for role, path in artifact.graphs.items():  # from the bytes whose sha256 was checked, not the path

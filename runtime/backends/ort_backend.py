@@ -44,6 +44,7 @@ class OnnxRuntimeBackend(Backend):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
+        self.threads = threads  # None: the runtime's default (every core)
         self.artifact = artifact
         self.sessions = {}
         for role in artifact.manifest.files:

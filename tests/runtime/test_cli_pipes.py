@@ -209,10 +209,12 @@ def test_stream_input_refusals(clip, artifact):
 
 def test_json_summary(tmp_path, clip, artifact):
     out, summary = tmp_path / "out.mkv", tmp_path / "run.json"
-    result = pahs_run(str(clip), "-e", str(artifact), "-o", str(out), "-q", "--json", str(summary), "--verify", "3")
+    args = ["-o", str(out), "-q", "--json", str(summary), "--verify", "3", "--threads", "1"]
+    result = pahs_run(str(clip), "-e", str(artifact), *args)
     assert result.returncode == 0, result.stderr.decode()
     s = json.loads(summary.read_text())
     assert (s["status"], s["frames"], s["width"], s["height"], s["backend"]) == ("ok", 7, 96, 64, "onnxruntime")
+    assert s["threads"] == 1
     assert s["output"] == str(out) and s["precision"] == "fp32" and s["lookahead"] == 19
     assert s["verify"]["frames"] == 3 and s["verify"]["passed"] and len(s["verify"]["per_frame"]) == 3
     assert 0 < s["seconds"]["first_frame"] <= s["seconds"]["restore"] <= s["seconds"]["total"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from test_batch import partials, same_frames
 
 from pahs_export.errors import PahsError
 from runtime.cli import main
-from runtime.cluster import ClusterOptions, WorkerShape, remove_partials, worker_shape
+from runtime.cluster import ClusterOptions, WorkerShape, _Worker, remove_partials, worker_shape, worker_threads
 
 GOOD = ("a.mp4", "b.mp4", "c.mp4", "seq")
 
@@ -68,7 +69,7 @@ def test_cluster_batch_equals_local_batch(capsys, ray_cluster, tmp_path, inputs,
         assert same_frames(out / name, local_batch / name), name
     assert not partials(out)
     s = json.loads(summary.read_text())
-    assert s["cluster"] == {"address": "local", "workers": 2, "gpus_per_worker": None}
+    assert s["cluster"] == {"address": "local", "workers": 2, "gpus_per_worker": None, "cpus_per_worker": None}
     assert [(f["name"], f["status"], f["attempts"]) for f in s["files"]] == [(n, "done", 1) for n in sources]
     assert all(f["worker"] for f in s["files"])  # "host:pid" of the worker that restored it
     assert "pahs-run: 4 to restore on Ray (local)" in err and stdout.strip().splitlines()[-1].startswith(
@@ -191,6 +192,19 @@ def test_worker_shape():
     assert worker_shape(nodes, ClusterOptions("auto", gpus_per_worker=0.5), jobs=9).workers == 8
     with pytest.raises(PahsError, match="expected a machine with 4 GPUs for --gpus-per-worker 4, found at most 2"):
         worker_shape(nodes, ClusterOptions("auto", gpus_per_worker=4), jobs=9)
+
+
+def test_each_worker_runs_as_many_threads_as_it_reserved_cpus(monkeypatch):
+    """Two workers on a 2-core machine, each with ONNX Runtime's default of every core, ran a segmented video
+    at half the single run's speed (docs/SEGMENTS.md): a worker opens its backend with its reserved CPUs."""
+    assert worker_threads(WorkerShape(2, 1.0, 0.0)) == 1
+    assert worker_threads(WorkerShape(1, 8.0, 0.0)) == 8
+    assert worker_threads(WorkerShape(4, 1.5, 0.0)) == 1
+    assert worker_threads(WorkerShape(8, 0.5, 1.0)) == 1  # a GPU worker with half a CPU still runs one thread
+    asked = []
+    monkeypatch.setattr("warnings.showwarning", warnings.showwarning)  # the worker sets its own; put it back
+    worker = _Worker(lambda **kw: asked.append(kw) or object(), {}, 3)
+    assert worker.ready() is None and asked == [{"threads": 3}]
 
 
 def test_remove_partials_takes_only_that_writers(tmp_path):

@@ -1,0 +1,46 @@
+"""Opening engines: the CPU thread count of a step reaches each CPU runtime."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pahs_export import PahsError
+from runtime.engines import open_backend
+
+
+def test_threads_reach_onnxruntime(artifact):
+    default = open_backend(artifact, backend="onnxruntime")
+    one = open_backend(artifact, backend="onnxruntime", threads=1)
+    assert default.threads is None and one.threads == 1
+    for role, session in one.sessions.items():
+        assert session.get_session_options().intra_op_num_threads == 1, role
+    assert default.sessions["forward"].get_session_options().intra_op_num_threads == 0  # 0: ONNX Runtime's default
+
+
+def test_threads_reach_openvino(artifact, tmp_path, monkeypatch):
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install -e '.[openvino]')")
+    monkeypatch.setenv("PAHS_CACHE", str(tmp_path))
+    counts = {}
+    for threads in (None, 1):
+        backend = open_backend(artifact, backend="openvino", threads=threads)
+        x = torch.rand(1, 3, 48, 64)
+        backend.forward_step(x, *backend.initial_state(x))
+        (request,) = backend._requests.values()
+        counts[threads] = request.get_compiled_model().get_property("INFERENCE_NUM_THREADS")
+    assert counts[1] == 1
+    assert counts[None] != 1 or torch.get_num_threads() == 1  # OpenVINO's default: the machine's cores
+
+
+def test_threads_of_torch_are_process_wide(checkpoint):
+    before = torch.get_num_threads()
+    try:
+        open_backend(checkpoint, backend="torch", threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_threads_below_one_is_one_line(artifact):
+    with pytest.raises(PahsError, match="expected --threads of at least 1, found 0"):
+        open_backend(artifact, threads=0)
