@@ -145,17 +145,18 @@ def open_backend(
 
     ``engine``: an ONNX artifact folder, a TensorRT artifact or a .safetensors checkpoint; None: the default
     weights. ``backend``: torch, onnxruntime, openvino or tensorrt (None: the engine's own; no engine:
-    onnxruntime). ``precision``: fp32, fp16 or int8 (None: fp32, or the exported artifact's own). Weights (the
-    default, or a checkpoint) run as-is on the torch backend (fp16: autocast) and are exported to the artifact
-    of that precision (cached under ``$PAHS_CACHE``) for the others. An exported artifact runs at its own
-    precision; naming another is an error. ``options`` (device, cuda_graphs) as there.
+    :func:`runtime.constants.default_onnx_backend`, openvino on x86-64 CPUs). ``precision``: fp32, fp16 or
+    int8 (None: fp32, or the exported artifact's own). Weights (the default, or a checkpoint) run as-is on the
+    torch backend (fp16: autocast) and are exported to the artifact of that precision (cached under
+    ``$PAHS_CACHE``) for the others. An exported artifact runs at its own precision; naming another is an
+    error. ``options`` (device, cuda_graphs, threads) as there.
     """
     if precision is not None and precision not in PRECISIONS:
         raise PahsError(f"expected --precision {' | '.join(PRECISIONS)}, found {precision!r}")
     if options.get("device") is not None:  # refuse a device that is no device before a first-use export
         parse_device(options["device"], check_available=False)
     kind = engine_kind(Path(engine)) if engine is not None else None
-    name = backend or default_backend(kind)
+    name = backend or default_backend(kind, options.get("device"))
     if kind in (None, "checkpoint"):  # weights: export what the backend runs
         if name in ONNX_BACKENDS:
             return open_engine(cached_artifact(engine, precision, int8_target_for(name)), name, **options)

@@ -44,7 +44,7 @@ from pahs_export.cli_common import (
 from pahs_export.errors import PahsError
 from pahs_export.presets import DEFAULT_LOOKAHEAD
 
-from .constants import BACKENDS, DEFAULT_CHUNK, DEFAULT_WARMUP, DEFAULT_WEIGHTS_BACKEND
+from .constants import BACKENDS, DEFAULT_CHUNK, DEFAULT_WARMUP, default_onnx_backend
 from .io import OUTPUT_CODECS, OUTPUT_FORMATS, X264_PRESETS
 from .io.threads import termination_handlers
 
@@ -178,7 +178,11 @@ def run(
     backend: Annotated[
         Optional[Backend],  # type: ignore[valid-type]
         typer.Option(
-            "--backend", "-b", help="Backend (default: the engine's; onnxruntime for weights).", show_default=False
+            "--backend",
+            "-b",
+            help="Backend (default: tensorrt for TensorRT artifacts, torch for -e .safetensors; otherwise openvino "
+            "on x86-64 CPUs, onnxruntime on other CPUs and on CUDA).",
+            show_default=False,
         ),
     ] = None,
     device: Annotated[Optional[str], device_option("cpu; cuda for tensorrt")] = None,
@@ -423,7 +427,7 @@ def _run(
             "artifact, --checkpoint exports weights: pass one"
         )
     if checkpoint is not None and backend is None:
-        backend = DEFAULT_WEIGHTS_BACKEND  # weights are exported for a backend, as the built-in ones are
+        backend = default_onnx_backend(device)  # weights are exported for a backend, as the built-in ones are
     chosen = precision_from_flags(precision, fp16, int8)
     frames_to_verify = parse_verify(verify)
     encoder: dict[str, Any] = {"lossless": lossless, "overwrite": overwrite}
@@ -537,7 +541,7 @@ class EngineChoice:
 
     weights: Path | None  # --engine or --checkpoint; None: the built-in weights
     exported: bool  # weights is an exported artifact (--engine), not weights exported on first use
-    backend: str | None  # None: the engine's own (onnxruntime for weights)
+    backend: str | None  # None: the engine's own (ONNX graphs, weights: default_onnx_backend)
     precision: str | None  # None: fp32, or the engine's own
     device: str | None  # None: the backend's default
     cuda_graphs: bool

@@ -18,5 +18,20 @@ DEFAULT_WARMUP = 16
 
 # The backends, in the order `--help` lists them: the keys of runtime.engines.OPENERS (a test keeps them equal).
 BACKENDS = ("torch", "onnxruntime", "tensorrt", "openvino")
-# The backend that weights (the built-in ones, or --checkpoint) are exported for when none is named.
-DEFAULT_WEIGHTS_BACKEND = "onnxruntime"
+# The CPU backend of ONNX graphs (an exported artifact, or weights exported on first use) when none is named, on
+# x86-64: OpenVINO was the fastest that meets FP32 parity there (docs/BENCHMARKS.md: 2.09x torch eager against
+# ONNX Runtime's 1.78x on an AVX2-only AMD EPYC, 2.39x against 2.54x, a tie, on an AVX-512 Intel Xeon; INT8 ahead
+# on both). Elsewhere (ARM, or OpenVINO missing) and on CUDA devices ONNX Runtime runs them.
+X86_64 = ("x86_64", "amd64", "x64")
+
+
+def default_onnx_backend(device: str | None = None) -> str:
+    """The backend that runs ONNX graphs when none is named, for ``device`` (None: the CPU): openvino on an
+    x86-64 CPU where it is installed, otherwise onnxruntime (CUDA devices included)."""
+    import importlib.util
+    import platform
+
+    on_cpu = device is None or device == "cpu"
+    if on_cpu and platform.machine().lower() in X86_64 and importlib.util.find_spec("openvino") is not None:
+        return "openvino"
+    return "onnxruntime"

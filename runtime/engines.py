@@ -22,10 +22,10 @@ from .backends.openvino_backend import OpenVINOBackend
 from .backends.ort_backend import OnnxRuntimeBackend
 from .backends.torch_backend import TorchBackend
 from .backends.trt_backend import TensorRTBackend
-from .constants import DEFAULT_WEIGHTS_BACKEND
+from .constants import default_onnx_backend
 
 ENGINE_KINDS = ("onnx", "tensorrt", "checkpoint")
-DEFAULT_BACKEND = {"onnx": "onnxruntime", "tensorrt": "tensorrt", "checkpoint": "torch"}
+DEFAULT_BACKEND = {"tensorrt": "tensorrt", "checkpoint": "torch"}  # ONNX artifacts: default_onnx_backend
 
 
 def engine_kind(path: Path) -> str:
@@ -104,7 +104,7 @@ def _open_onnxruntime(
         raise PahsError(
             f"the onnxruntime backend runs ONNX artifact folders, found a {kind} engine at {engine}; "
             "export one with `pahs-export onnx` or pick --backend "
-            f"{DEFAULT_BACKEND[kind]}"
+            f"{default_backend(kind)}"
         )
     # The backend verifies every graph's sha256 as it loads it (Artifact.verified_bytes).
     return OnnxRuntimeBackend(read_artifact(engine), device=device, threads=threads)
@@ -155,9 +155,11 @@ OPENERS: dict[str, Callable[[Path | None, str | None, str, bool, str | None, int
 }
 
 
-def default_backend(kind: str | None) -> str:
-    """The backend an engine of ``kind`` opens with when none is asked for (no engine: onnxruntime)."""
-    return DEFAULT_BACKEND[kind] if kind else DEFAULT_WEIGHTS_BACKEND
+def default_backend(kind: str | None, device: str | None = None) -> str:
+    """The backend an engine of ``kind`` opens with on ``device`` when none is asked for: an ONNX artifact or no
+    engine (weights exported on first use), :func:`runtime.constants.default_onnx_backend`; a TensorRT artifact,
+    tensorrt; a checkpoint, torch."""
+    return DEFAULT_BACKEND[kind] if kind in DEFAULT_BACKEND else default_onnx_backend(device)
 
 
 def open_backend(
@@ -176,7 +178,7 @@ def open_backend(
     tensorrt has none to size); None: the runtime's default, every core of the machine."""
     path = Path(engine) if engine is not None else None
     kind = engine_kind(path) if path is not None else None
-    name = backend or default_backend(kind)
+    name = backend or default_backend(kind, device)
     if name not in OPENERS:
         raise PahsError(f"unknown backend {name!r}: expected one of {', '.join(OPENERS)}")
     if device is None:

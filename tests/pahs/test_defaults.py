@@ -21,6 +21,7 @@ from pahs_export import build_model, save_checkpoint
 from pahs_export.artifact import read_artifact
 from pahs_export.cache import cache_dir
 from pahs_export.weights import resolve_model, weights_source
+from runtime.constants import default_onnx_backend
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +110,6 @@ def test_pahs_run_precision_and_aliases(tmp_path, checkpoint):
     args = [sys.executable, "-c", code, str(frames), "-c", str(checkpoint), "-o", str(tmp_path / "o") + "/"]
     result = subprocess.run([*args, "--fp16"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "onnxruntime on cpu (fp16)" in result.stderr
+    assert f"{default_onnx_backend()} on cpu (fp16)" in result.stderr
     conflict = subprocess.run([*args, "--fp16", "--precision", "int8"], capture_output=True, text=True, timeout=300)
     assert conflict.returncode == 2 and "expected one precision, found --precision int8 and --fp16" in conflict.stderr

@@ -50,6 +50,7 @@ from pahs_export.verify import verify_artifact, verify_video
 from pahs_export.weights import resolve_model
 from runtime.backends.ort_backend import OnnxRuntimeBackend
 from runtime.backends.torch_backend import TorchBackend
+from runtime.constants import default_onnx_backend
 from runtime.engines import open_backend
 from runtime.pipeline import RunOptions
 
@@ -686,7 +687,7 @@ def test_damaged_default_cache_is_exported_again(monkeypatch, tmp_path, cached_d
     assert sorted(p.name for p in entry.parent.iterdir()) == [entry.name]  # nothing left beside it
     again, err = _call_default()  # and now it is simply used
     assert again == entry and err == ""
-    assert open_backend(path).name == "onnxruntime"
+    assert open_backend(path).name == default_onnx_backend()
 
 
 def test_losing_the_reexport_race_uses_the_winners_artifact(monkeypatch, tmp_path, cached_default):
@@ -730,7 +731,7 @@ def test_pahs_run_verify_counts(frames, pristine):
     cli_error(run_main([str(frames), "--engine", str(pristine), "--verify", "0", "-q"]), "pahs-run", "found 0")
     status, out, err = run_main([str(frames), "--engine", str(pristine), "--verify", "-q"])  # bare: every frame
     assert status == 0, err
-    assert "PASS: onnxruntime on cpu (fp32) vs PyTorch on cpu over 2 frames" in out
+    assert f"PASS: {default_onnx_backend()} on cpu (fp32) vs PyTorch on cpu over 2 frames" in out
 
 
 CONCURRENT = """

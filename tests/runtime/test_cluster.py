@@ -3,9 +3,10 @@ uses a Ray already running in its process as it is): outputs bit-identical to th
 mid-video replaced and its video redone with nothing partial left, a bad input reported once, a rerun that
 restores nothing, and one clear line without Ray.
 
-ONNX Runtime needs no thread setting for bit-identical outputs across processes here: its CPU kernels give the
-same bits whatever the thread count (checked: 1, 2 and the default give identical frames at these sizes), and
-each worker runs the same artifact."""
+The runs pin ONNX Runtime (`-b onnxruntime`): its CPU kernels give the same bits whatever the thread count
+(checked: 1, 2 and the default give identical frames at these sizes), so workers on their share of the cores
+match the local batch on all of them. OpenVINO, the default on x86-64, differs in the last bits between
+thread counts (README, "Many videos, and clusters")."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ from runtime.cli import main
 from runtime.cluster import ClusterOptions, WorkerShape, _Worker, remove_partials, worker_shape, worker_threads
 
 GOOD = ("a.mp4", "b.mp4", "c.mp4", "seq")
+# Bit-identical outputs across processes need a runtime whose results do not depend on the thread count: ONNX
+# Runtime's CPU kernels give the same bits on 1, 2 or all threads; OpenVINO (the x86 default) does not.
+ORT = ("-b", "onnxruntime")
 
 
 def pahs_run(capsys, *args: str) -> tuple[int, str, str]:
@@ -54,7 +58,7 @@ def inputs(tmp_path_factory) -> Path:
 def local_batch(tmp_path_factory, inputs, artifact) -> Path:
     """The same batch on this machine, sequentially: what the cluster must reproduce bit for bit."""
     out = tmp_path_factory.mktemp("local") / "out"
-    status = main([*(str(inputs / n) for n in GOOD), "-e", str(artifact), "-o", f"{out}/", "--lossless", "-q"])
+    status = main([*(str(inputs / n) for n in GOOD), "-e", str(artifact), *ORT, "-o", f"{out}/", "--lossless", "-q"])
     assert status == 0
     return out
 
@@ -62,7 +66,7 @@ def local_batch(tmp_path_factory, inputs, artifact) -> Path:
 def test_cluster_batch_equals_local_batch(capsys, ray_cluster, tmp_path, inputs, artifact, local_batch):
     out, summary = tmp_path / "out", tmp_path / "run.json"
     sources = [str(inputs / n) for n in GOOD]
-    args = ["-e", str(artifact), "-o", f"{out}/", "--lossless", "--json", str(summary)]
+    args = ["-e", str(artifact), *ORT, "-o", f"{out}/", "--lossless", "--json", str(summary)]
     status, stdout, err = pahs_run(capsys, *sources, *args, "--cluster", "local", "--workers", "2")
     assert status == 0, err
     for name in GOOD:
@@ -83,7 +87,7 @@ def killed_run(ray_cluster, tmp_path_factory, inputs, artifact):
     root = tmp_path_factory.mktemp("killed")
     out, summary, marker = root / "out", root / "run.json", root / "died"
     names = ("a.mp4", "bad.mp4", "b.mp4", "c.mp4", "seq")
-    args = [*(str(inputs / n) for n in names), "-e", str(artifact), "-o", f"{out}/", "--lossless", "-q"]
+    args = [*(str(inputs / n) for n in names), "-e", str(artifact), *ORT, "-o", f"{out}/", "--lossless", "-q"]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PAHS_TEST_WORKER_EXIT", f"{marker}:b.mp4")  # test-only hook of runtime.cluster
         status = main([*args, "--json", str(summary), "--cluster", "local", "--workers", "2"])
@@ -129,7 +133,17 @@ def test_a_video_that_always_kills_its_worker_is_reported_after_3_attempts(
     from runtime.cluster import MAX_ATTEMPTS
 
     out, summary = tmp_path / "out", tmp_path / "run.json"
-    args = [str(inputs / "a.mp4"), str(inputs / "c.mp4"), "-e", str(artifact), "-o", f"{out}/", "--lossless", "-q"]
+    args = [
+        str(inputs / "a.mp4"),
+        str(inputs / "c.mp4"),
+        "-e",
+        str(artifact),
+        *ORT,
+        "-o",
+        f"{out}/",
+        "--lossless",
+        "-q",
+    ]
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PAHS_TEST_WORKER_EXIT", ":c.mp4")  # test-only hook of runtime.cluster: c.mp4 always kills
         status = main([*args, "--json", str(summary), "--cluster", "local", "--workers", "2"])
@@ -151,7 +165,7 @@ def test_cluster_local_starts_and_stops_its_own_ray(tmp_path, inputs, artifact, 
 
     out = tmp_path / "out"
     code = "import sys; from runtime.cli import main; sys.argv[0] = 'pahs-run'; sys.exit(main())"
-    args = [str(inputs / "a.mp4"), str(inputs / "seq"), "-e", str(artifact), "-o", f"{out}/", "--lossless", "-q"]
+    args = [str(inputs / "a.mp4"), str(inputs / "seq"), "-e", str(artifact), *ORT, "-o", f"{out}/", "--lossless", "-q"]
     result = subprocess.run(
         [sys.executable, "-c", code, *args, "--cluster", "local", "--workers", "1"],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
@@ -236,7 +250,7 @@ def test_cluster_refusals_come_before_any_worker(capsys, tmp_path, inputs, artif
     (tmp_path / "a.mp4").symlink_to(inputs / "a.mp4")
     (tmp_path / "existing.mp4").write_bytes(b"")
     args = [a.replace("EXISTING", "existing.mp4") for a in args]
-    status, stdout, err = pahs_run(capsys, *args, "-e", str(artifact), "-q", "--cluster", "local")
+    status, stdout, err = pahs_run(capsys, *args, "-e", str(artifact), *ORT, "-q", "--cluster", "local")
     assert status == 2 and stdout == "" and len(err.splitlines()) == 1, err
     assert err.startswith("pahs-run: error: ") and fragment in err, err
 
@@ -266,7 +280,7 @@ def test_split_first_segment_exact_others_close(request, capsys, tmp_path, long_
 
     if where:
         request.getfixturevalue("ray_cluster")
-    common = ["-e", str(artifact), "--chunk", "4", "--lookahead", "3", "--lossless", "-q"]
+    common = ["-e", str(artifact), *ORT, "--chunk", "4", "--lookahead", "3", "--lossless", "-q"]
     single = tmp_path / "single.mkv"
     assert pahs_run(capsys, str(long_clip), "-o", str(single), *common)[0] == 0
     split = tmp_path / "split.mkv"
@@ -289,7 +303,7 @@ def test_split_first_segment_exact_others_close(request, capsys, tmp_path, long_
 
 
 def test_split_refusals(capsys, tmp_path, long_clip, artifact):
-    base = [str(long_clip), "-e", str(artifact), "-q"]
+    base = [str(long_clip), "-e", str(artifact), *ORT, "-q"]
     for extra, fragment in (
         (["--warmup", "4"], "with --segment-frames, found no --segment-frames"),
         (["--segment-frames", "8", "--exact-segments", "--warmup", "2"], "--exact-segments or --warmup"),

@@ -44,3 +44,24 @@ def test_threads_of_torch_are_process_wide(checkpoint):
 def test_threads_below_one_is_one_line(artifact):
     with pytest.raises(PahsError, match="expected --threads of at least 1, found 0"):
         open_backend(artifact, threads=0)
+
+
+def test_default_cpu_backend_is_openvino_on_x86_only(monkeypatch):
+    """OpenVINO measured fastest at FP32 parity on x86-64 (docs/BENCHMARKS.md); not measured elsewhere, and
+    not on CUDA (it runs on CPUs only), where ONNX Runtime stays."""
+    import importlib.util
+
+    from runtime.constants import default_onnx_backend
+    from runtime.engines import default_backend
+
+    installed = importlib.util.find_spec("openvino") is not None
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    assert default_onnx_backend() == default_onnx_backend("cpu") == ("openvino" if installed else "onnxruntime")
+    assert default_onnx_backend("cuda") == default_onnx_backend("cuda:1") == "onnxruntime"
+    assert default_backend("onnx") == default_backend(None) == default_onnx_backend()
+    assert (default_backend("tensorrt"), default_backend("checkpoint")) == ("tensorrt", "torch")
+    monkeypatch.setattr("platform.machine", lambda: "aarch64")
+    assert default_onnx_backend() == "onnxruntime"
+    monkeypatch.setattr("platform.machine", lambda: "AMD64")
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
+    assert default_onnx_backend() == "onnxruntime"  # x86 without OpenVINO installed

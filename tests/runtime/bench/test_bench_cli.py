@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from runtime.bench.cli import main
+from runtime.constants import default_onnx_backend
 
 TINY = ["--sizes", "32x32", "--frames", "3", "--reps", "1", "--lookahead", "1", "--chunk", "2"]
 
@@ -58,7 +59,7 @@ def test_engine_adds_a_named_variant(tmp_path, capsys, artifact):
     assert status == 0, result.err
     assert result.err == "", "--quiet: no log lines"
     report = json.loads(out.read_text())
-    name = f"onnxruntime-fp32 ({artifact.name})"
+    name = f"{default_onnx_backend()}-fp32 ({artifact.name})"
     assert [r["variant"] for r in report["results"]] == ["torch", name]
     assert report["results"][1]["preset"] == "pahs-t" and report["results"][1]["vs_torch"] > 0
     assert name in result.out

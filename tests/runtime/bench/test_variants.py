@@ -18,6 +18,7 @@ from runtime.bench.variants import (
     plan_variants,
     run_bench,
 )
+from runtime.constants import default_onnx_backend
 from runtime.engines import OPENERS
 
 FP16_PLAN = Engine(Path("pahs-t-fp16.plan"), "tensorrt", "pahs-t", "fp16")  # described, never opened here
@@ -107,8 +108,9 @@ def test_other_engines_add_named_variants(artifact, checkpoint):
     onnx, ckpt = Engine.read(artifact), Engine.read(checkpoint)
     assert (onnx.kind, onnx.preset, onnx.precision) == ("onnx", "pahs-t", "fp32")
     plan = plan_variants(["torch"], [onnx, ckpt])
-    assert list(plan) == ["torch", f"onnxruntime-fp32 ({artifact.name})", f"torch-fp32 ({checkpoint.name})"]
-    assert plan[f"onnxruntime-fp32 ({artifact.name})"].engine == onnx
+    name = f"{default_onnx_backend()}-fp32 ({artifact.name})"  # the CPU default of ONNX artifacts
+    assert list(plan) == ["torch", name, f"torch-fp32 ({checkpoint.name})"]
+    assert plan[name].engine == onnx
 
 
 def test_tensorrt_without_cuda_is_skipped_first(tmp_path, monkeypatch):
