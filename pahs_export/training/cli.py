@@ -82,10 +82,15 @@ def train(
     """Train a model; the run folder's last.safetensors is a checkpoint for `pahs-export onnx --checkpoint`."""
     given = {name: value_of(value) for name, value in locals().items()}
     changes = {f.name: given[f.name] for f in fields(TrainConfig) if given.get(f.name) is not None}
+    from .train import TrainingStopped
     from .train import train as run_training
 
     cfg = replace(DEFAULTS, **changes)
-    path = run_training(cfg, out, resume=resume, progress=not quiet, stop_after=stop_after)
+    try:
+        path = run_training(cfg, out, resume=resume, progress=not quiet, stop_after=stop_after)
+    except TrainingStopped as e:  # checkpointed: not an error, but not finished either (128 + signal, as a shell)
+        typer.echo(f"pahs-train: {e}", err=True)
+        raise typer.Exit(128 + e.signum) from None
     typer.echo(f"wrote {path}")
 
 

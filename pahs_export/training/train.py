@@ -2,8 +2,9 @@
 
 A run directory holds ``last.safetensors`` (weights, loadable by :func:`pahs_export.load_model`),
 ``train_state.pt`` (optimizer, step and RNG state, read with ``weights_only=True``), ``best.safetensors``
-(best validation PSNR) and ``log.jsonl`` (one JSON line per validation). Re-running with ``--resume``
-continues from the last saved step, bit-for-bit on the CPU.
+(best validation PSNR) and ``log.jsonl`` (one JSON line per validation, and one per stop by a signal). Re-running
+with ``--resume`` continues from the last saved step, bit-for-bit on the CPU. A termination signal checkpoints
+at the end of the step in progress, so a killed run loses at most one step.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -192,6 +195,43 @@ def train_step(
     return loss.item(), restored.detach()
 
 
+# Signals that stop a run cleanly: it finishes the step it is in, checkpoints there and stops (resume is exact
+# from any step). A signal the run inherited as ignored (nohup's SIGHUP) stays ignored.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class TrainingStopped(PahsError):
+    """A termination signal (``signum``) stopped the run after it checkpointed; ``--resume`` continues it."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+class _StopOnSignal:
+    """While active (main thread only), a termination signal sets :attr:`signal` instead of killing the run."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for s in STOP_SIGNALS:
+                if signal.getsignal(s) is not signal.SIG_IGN:
+                    self.previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None and signum == signal.SIGINT:  # a second Ctrl-C: the user means it
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
 def train(
     cfg: TrainConfig,
     out_dir: str | Path,
@@ -203,7 +243,9 @@ def train(
     """Run (or resume) training; returns the path of the latest checkpoint ``last.safetensors``.
 
     ``stop_after``: stop after this many steps in this call (checkpointing there), to continue later with
-    ``resume=True``; the result is the same as one uninterrupted run.
+    ``resume=True``; the result is the same as one uninterrupted run. SIGTERM, SIGINT or SIGHUP stop the run the
+    same way at the end of the step in progress, then raise :class:`TrainingStopped` (a second SIGINT
+    interrupts at once, without a checkpoint).
     """
     check_config(cfg)
     out = Path(out_dir)
@@ -255,6 +297,43 @@ def train(
         bar = tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True)
     started, running = time.monotonic(), None
     last_step = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
+    with _StopOnSignal() as stop:
+        step = _train_steps(
+            cfg, model, optimizer, val, autocast, log, bar, out, step, last_step, best, started, running, stop
+        )
+    if bar:
+        bar.close()
+    log.close()
+    if stop.signal is not None:
+        name = signal.Signals(stop.signal).name
+        raise TrainingStopped(
+            f"stopped by {name} at step {step} of {cfg.steps}, checkpointed in {out}; continue with "
+            f"`pahs-train -o {out} --resume` and the same settings",
+            stop.signal,
+        )
+    return last_path
+
+
+def _train_steps(
+    cfg: TrainConfig,
+    model: PAHS,
+    optimizer: torch.optim.Optimizer,
+    val: Any,
+    autocast: Any,
+    log: Any,
+    bar: Any,
+    out: Path,
+    step: int,
+    last_step: int,
+    best: float,
+    started: float,
+    running: float | None,
+    stop: _StopOnSignal,
+) -> int:
+    """Steps from ``step`` up to ``last_step`` (or a stop signal), validating and checkpointing every
+    ``cfg.val_every`` steps and at the last one; returns the step reached."""
+    device = next(model.parameters()).device
+    state_path, last_path = out / "train_state.pt", out / "last.safetensors"
     for blurry, sharp in _batches(cfg, step):
         if step >= last_step:
             break
@@ -267,32 +346,29 @@ def train(
         if bar:
             bar.update(1)
             bar.set_postfix(loss=f"{running:.4f}", psnr=f"{clip_psnr(restored.float(), sharp):.2f}")
-        if step % cfg.val_every == 0 or step == last_step:
+        stopping = stop.signal is not None
+        validating = step % cfg.val_every == 0 or step == last_step
+        if not (validating or stopping):
+            continue
+        record = {"step": step, "loss": running, "lr": _lr_at(cfg, step), "seconds": time.monotonic() - started}
+        extra = {"train_step": str(step), "train_config": json.dumps(asdict(cfg))}
+        if validating:
             metrics = validate(model, val, cfg.lookahead, device)
-            record = {"step": step, "loss": running, "lr": _lr_at(cfg, step), "seconds": time.monotonic() - started}
             record.update(metrics)
-            log.write(json.dumps(record) + "\n")
-            log.flush()
             if bar:
                 bar.write(
                     f"step {step}: val PSNR {metrics['val_psnr']:.2f} dB (blurry {metrics['val_blurry_psnr']:.2f})"
                 )
-            extra = {"train_step": str(step), "train_config": json.dumps(asdict(cfg))}
-            save_checkpoint(model, last_path, extra=extra)
             if metrics["val_psnr"] > best:
                 best = metrics["val_psnr"]
                 save_checkpoint(model, out / "best.safetensors", extra=extra)
-            torch.save(
-                {
-                    "config": asdict(cfg),
-                    "step": step,
-                    "optimizer": optimizer.state_dict(),
-                    "rng": torch.get_rng_state(),
-                    "best": best,
-                },
-                state_path,
-            )
-    if bar:
-        bar.close()
-    log.close()
-    return last_path
+        else:  # stopped by a signal between validations: checkpoint now, validate at the next regular step
+            record["stopped"] = signal.Signals(stop.signal).name
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        save_checkpoint(model, last_path, extra=extra)
+        state = {"config": asdict(cfg), "step": step, "optimizer": optimizer.state_dict(), "best": best}
+        torch.save({**state, "rng": torch.get_rng_state()}, state_path)
+        if stopping:
+            break
+    return step

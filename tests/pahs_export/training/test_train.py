@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from pahs_export import PahsError, build_model
+from pahs_export.training import train as train_module
 from pahs_export.training.synth import SynthConfig, make_clip
-from pahs_export.training.train import TrainConfig, train, train_step, uses_bf16
+from pahs_export.training.train import TrainConfig, TrainingStopped, train, train_step, uses_bf16
 
 TINY = TrainConfig(steps=4, batch=2, frames=2, crop=32, val_every=2, val_clips=1, workers=0)
 
@@ -43,6 +48,61 @@ def test_reproducible_and_resume_equals_one_run(tmp_path):
     train(TINY, tmp_path / "c", progress=False, stop_after=2)
     resumed = load_file(str(train(TINY, tmp_path / "c", progress=False, resume=True)))
     assert all(torch.equal(full[k], resumed[k]) for k in full)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_checkpoints_the_step_in_progress_and_resume_is_exact(tmp_path, monkeypatch, signum):
+    """A run killed between validations (step 1 of TINY's 2) keeps that step; resuming equals one run."""
+    full = load_file(str(train(TINY, tmp_path / "full", progress=False)))
+    real_step, calls = train_module.train_step, []
+
+    def step_then_signal(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:  # the signal arrives mid-step: the step still completes
+            os.kill(os.getpid(), signum)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", step_then_signal)
+    unhandled = []  # were training not to take the signal, this handler would (not the test runner's default)
+    before = signal.signal(signum, lambda *a: unhandled.append(a))
+    try:
+        with pytest.raises(TrainingStopped, match=f"stopped by {signal.Signals(signum).name} at step 1 of 4") as e:
+            train(TINY, tmp_path / "run", progress=False)
+        assert not unhandled and e.value.signum == signum
+        os.kill(os.getpid(), signum)  # the caller's handler is back
+        assert len(unhandled) == 1
+    finally:
+        signal.signal(signum, before)
+    assert len(calls) == 1
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log == [{**log[0], "step": 1, "stopped": signal.Signals(signum).name}] and "val_psnr" not in log[0]
+    monkeypatch.setattr(train_module, "train_step", real_step)
+    resumed = load_file(str(train(TINY, tmp_path / "run", progress=False, resume=True)))
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+
+
+def test_pahs_train_stopped_by_sigterm_says_how_to_resume(tmp_path):
+    """The command line: one line on stderr naming the step and `--resume`, exit status 128 + 15."""
+    out = tmp_path / "run"
+    code = (
+        "import os, signal, sys\n"
+        "from pahs_export.training import train as t\n"
+        "real = t.train_step\n"
+        "def step(*a, **k):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return real(*a, **k)\n"
+        "t.train_step = step\n"
+        "from pahs_export.training.cli import train_main\n"
+        "sys.exit(train_main())\n"
+    )
+    args = ["-o", str(out), "--steps", "4", "--batch", "2", "--frames", "2", "--crop", "32", "--workers", "0", "-q"]
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"pahs-train: stopped by SIGTERM at step 1 of 4, checkpointed in {out}; continue with "
+        f"`pahs-train -o {out} --resume` and the same settings"
+    ]
+    assert (out / "last.safetensors").is_file() and (out / "train_state.pt").is_file()
 
 
 def test_errors(tmp_path):
