@@ -228,8 +228,8 @@ class _StopOnSignal:
         self.signal = signum
 
     def __exit__(self, *exc: Any) -> None:
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
+        for s, handler in self.previous.items():  # None: a handler set outside Python, which cannot be put back
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
 
 
 def train(
