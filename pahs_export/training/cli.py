@@ -23,11 +23,12 @@ from ..cli_common import (
 from ..presets import DEFAULT_LOOKAHEAD, DEFAULT_PRESET
 from .datasets import LAYOUTS
 from .evaluate import EVAL_FRAMES, EVAL_SEQUENCES, EVAL_SIZE
-from .train import TrainConfig
+from .train import LOSSES, TrainConfig
 
-train_app = new_app("Train PAHS (L1 + Adam) on synthetic GOPRO-style clips or a dataset folder.")
+train_app = new_app("Train PAHS (L1 or Charbonnier + Adam) on synthetic GOPRO-style clips or a dataset folder.")
 DEFAULTS = TrainConfig()
 Layout = choices("Layout", (*LAYOUTS, "x4k"))
+Loss = choices("Loss", LOSSES)
 
 
 def _opt(name: str, help_text: str, default: str | None = None):
@@ -72,7 +73,19 @@ def train(
             help="bf16 autocast on CUDA and on CPUs with native bf16; --no-amp trains in FP32 (default --amp).",
         ),
     ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output.")] = False,
+    loss: Annotated[Optional[Loss], _opt("loss", "Loss: l1 (the paper's) or charbonnier")] = None,
+    warmup: Annotated[Optional[int], _opt("warmup", "Steps of linear learning-rate warm-up")] = None,
+    max_motion: Annotated[
+        Optional[float], _opt("max-motion", "Synthetic clips: motion up to this many px per exposure (from 0.15x)")
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the run in --output with its own settings (options given must match them); a "
+            "folder without a run starts one (from --init if given).",
+        ),
+    ] = False,
     stop_after: Annotated[
         Optional[int], typer.Option("--stop-after", help="Stop after N steps now (checkpointed); --resume later.")
     ] = None,
@@ -82,10 +95,12 @@ def train(
     """Train a model; the run folder's last.safetensors is a checkpoint for `pahs-export onnx --checkpoint`."""
     given = {name: value_of(value) for name, value in locals().items()}
     changes = {f.name: given[f.name] for f in fields(TrainConfig) if given.get(f.name) is not None}
-    from .train import TrainingStopped
+    from .train import TrainingStopped, load_train_state
     from .train import train as run_training
 
-    cfg = replace(DEFAULTS, **changes)
+    state = out / "train_state.pt"
+    base = load_train_state(state)["config"] if resume and state.is_file() else DEFAULTS
+    cfg = replace(base, **changes)
     try:
         path = run_training(cfg, out, resume=resume, progress=not quiet, stop_after=stop_after)
     except TrainingStopped as e:  # checkpointed: not an error, but not finished either (128 + signal, as a shell)
@@ -116,7 +131,12 @@ def evaluate(
         Optional[Layout], typer.Option("--layout", help="Layout of --data (default: detected from --data).")
     ] = None,
     sequences: Annotated[
-        Optional[int], typer.Option("--sequences", help=f"Synthetic sequences (default {EVAL_SEQUENCES}).")
+        Optional[int],
+        typer.Option(
+            "--sequences",
+            help=f"The first N held-out synthetic sequences (default all {EVAL_SEQUENCES}: small, medium and large "
+            "blur).",
+        ),
     ] = None,
     frames: Annotated[
         Optional[int], typer.Option("--frames", "-n", help=f"Frames per synthetic sequence (default {EVAL_FRAMES}).")
@@ -134,6 +154,14 @@ def evaluate(
     ] = None,
     device: Annotated[Optional[str], device_option("cpu", "where to restore")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON.")] = None,
+    pictures: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--pictures",
+            help="Also write to this folder, per sequence, a PNG of blurry | restored | sharp: a 256-px crop of the "
+            "middle frame where the input is most blurred.",
+        ),
+    ] = None,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -155,7 +183,7 @@ def evaluate(
         seqs = synthetic_sequences(sequences or EVAL_SEQUENCES, frames or EVAL_FRAMES, width, height)
     if not quiet:
         seqs = _announced(seqs)
-    report = run_eval(model, seqs, lookahead=DEFAULT_LOOKAHEAD if lookahead is None else lookahead)
+    report = run_eval(model, seqs, DEFAULT_LOOKAHEAD if lookahead is None else lookahead, pictures)
     typer.echo(f"model: {model.preset.name}, weights: {source.get('path', source['kind'])}")
     typer.echo(report.table())
     if json_out:

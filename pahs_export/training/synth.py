@@ -80,8 +80,10 @@ class SynthConfig:
     max_blur: int = 13
     # Longest path, in output pixels, that a corner of the camera view (for the background) or a corner of an
     # object patch travels during one exposure window. Each clip draws the camera's and every object's value
-    # uniformly in [0.15, 1] x max_motion, so the default gives roughly 4-25 px of blur. 0 = a static scene.
+    # uniformly in [min_motion, max_motion]; min_motion None = 0.15 x max_motion, so the default gives roughly
+    # 4-25 px of blur (GOPRO's range). 0 = a static scene. Training draws up to 50 px (TrainConfig.max_motion).
     max_motion: float = 25.0
+    min_motion: float | None = None
     objects: tuple[int, int] = (1, 3)  # inclusive range of the number of foreground objects per clip
     split: str = "train"  # content pool: "train" or "heldout" (see content_split)
 
@@ -99,6 +101,11 @@ class SynthConfig:
             )
         if not (self.max_motion >= 0 and math.isfinite(self.max_motion)):
             raise PahsError(f"SynthConfig expects max_motion >= 0 pixels, got {self.max_motion}; pass e.g. 25.0")
+        if self.min_motion is not None and not (0 <= self.min_motion <= self.max_motion):
+            raise PahsError(
+                f"SynthConfig expects 0 <= min_motion <= max_motion pixels, got {self.min_motion} and "
+                f"{self.max_motion}; pass e.g. min_motion=25.0, max_motion=50.0"
+            )
         lo, hi = self.objects
         if not (0 <= lo <= hi):
             raise PahsError(f"SynthConfig expects objects=(min, max) with 0 <= min <= max, got {self.objects}")
@@ -365,6 +372,22 @@ def blur_frames(subframes: torch.Tensor, gamma: float = GAMMA) -> torch.Tensor:
     return subframes.clamp(0.0, 1.0).pow(gamma).mean(dim=-4).pow(1.0 / gamma)
 
 
+def draw_motion(rng: np.random.Generator, config: SynthConfig) -> float:
+    """One motion target (px per exposure) in ``config``'s range; the default draws exactly as earlier releases."""
+    if config.min_motion is None:
+        return config.max_motion * rng.uniform(0.15, 1.0)
+    return rng.uniform(config.min_motion, config.max_motion)
+
+
+def clip_motion(seed: int, config: SynthConfig = SynthConfig()) -> float:
+    """The camera's motion (px per exposure: the background's smear) that :func:`make_clip` draws for ``seed``,
+    without rendering: the clip's blur magnitude, by which evaluation groups sequences."""
+    rng = np.random.default_rng(int(seed))  # the same draws, in the same order, as make_clip's first ones
+    k = int(rng.choice(np.arange(config.min_blur, config.max_blur + 1, 2)))
+    _Camera(rng, config.frames * k, np.array([(config.width - 1) / 2, (config.height - 1) / 2]))
+    return draw_motion(rng, config)
+
+
 def make_clip(seed: int, config: SynthConfig = SynthConfig()) -> tuple[torch.Tensor, torch.Tensor]:
     """Render one clip; deterministic given ``seed`` and ``config``.
 
@@ -383,7 +406,7 @@ def make_clip(seed: int, config: SynthConfig = SynthConfig()) -> tuple[torch.Ten
     corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * half
 
     camera = _Camera(rng, n, half)
-    target = config.max_motion * rng.uniform(0.15, 1.0)
+    target = draw_motion(rng, config)
 
     def camera_motion(a: float) -> float:
         camera.set_scale(a)
@@ -413,7 +436,7 @@ def make_clip(seed: int, config: SynthConfig = SynthConfig()) -> tuple[torch.Ten
             points = np.einsum("nij,pj->npi", matrix, patch_corners) + offset[:, None]
             return _path_lengths(points, windows, k)
 
-        matrix, offset = pose(_fit_scale(object_motion, config.max_motion * rng.uniform(0.15, 1.0)))
+        matrix, offset = pose(_fit_scale(object_motion, draw_motion(rng, config)))
         objects.append((patch.permute(2, 0, 1)[None].contiguous(), matrix, offset))
 
     # Background canvas: just large enough to hold every sub-frame's view (plus a 2 px margin).

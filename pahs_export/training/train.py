@@ -59,12 +59,23 @@ class TrainConfig:
     # AMX; 1.64x per step with channels_last on a 2-core AVX512-BF16 machine, docs/experiments/train_step_speed.py);
     # elsewhere FP32.
     amp: bool = True
+    loss: str = "l1"  # "l1" (the paper's) or "charbonnier" (sqrt(d^2 + 1e-6): L1 made smooth at zero)
+    warmup: int = 0  # steps of linear learning-rate warm-up from zero, before (and counted in) the cosine decay
+    # Synthetic clips: the camera and each object move 0.15-1 x this many px per exposure. 50 covers a ball
+    # bounced by hand in a GOPRO-style exposure at 1280x720 (30-50 px); runs before it existed used 25.
+    max_motion: float = 50.0
+
+
+# Settings a saved run may lack (it predates them), with the value that run used.
+LEGACY_SETTINGS: dict[str, Any] = {"max_motion": 25.0}
+LOSSES = ("l1", "charbonnier")
+CHARBONNIER_EPS = 1e-3
 
 
 def _train_dataset(cfg: TrainConfig) -> Dataset:
     length = cfg.steps * cfg.batch
     # Seeds of training clips never overlap validation/evaluation seeds (those use the held-out split).
-    synth = SynthConfig(height=cfg.crop, width=cfg.crop, frames=cfg.frames, split="train")
+    synth = SynthConfig(height=cfg.crop, width=cfg.crop, frames=cfg.frames, max_motion=cfg.max_motion, split="train")
     synthetic = SyntheticClips(seed_base=cfg.seed * 10_000_000, length=length, config=synth)
     if cfg.data is None:
         return synthetic
@@ -98,7 +109,9 @@ def validate(model: PAHS, clips: list[tuple[torch.Tensor, torch.Tensor]], lookah
 
 
 def _lr_at(cfg: TrainConfig, step: int) -> float:
-    return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps)))
+    """The learning rate of step ``step`` (0-based): linear warm-up, then cosine decay to 1% at ``cfg.steps``."""
+    warm = min(1.0, (step + 1) / cfg.warmup) if cfg.warmup else 1.0
+    return warm * cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps)))
 
 
 def _batches(cfg: TrainConfig, start_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -122,6 +135,12 @@ def check_config(cfg: TrainConfig) -> None:
     for name in ("steps", "batch", "frames", "val_every", "val_clips"):
         if getattr(cfg, name) < 1:
             raise PahsError(f"expected --{name.replace('_', '-')} of at least 1, found {getattr(cfg, name)}")
+    if cfg.loss not in LOSSES:
+        raise PahsError(f"expected --loss to be one of {', '.join(LOSSES)}, found {cfg.loss!r}")
+    if cfg.warmup < 0:
+        raise PahsError(f"expected --warmup of 0 or more steps, found {cfg.warmup}")
+    if not (cfg.max_motion >= 0 and math.isfinite(cfg.max_motion)):
+        raise PahsError(f"expected --max-motion of 0 or more pixels, found {cfg.max_motion}; try 50")
     parse_device(cfg.device)  # cpu, cuda or cuda:N, and a CUDA device must be usable here
 
 
@@ -166,7 +185,7 @@ def _train_state_problem(path: Path) -> dict[str, Any] | str:
         if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
             return f"no valid {key!r} entry"
     try:
-        config = TrainConfig(**state["config"])
+        config = TrainConfig(**(LEGACY_SETTINGS | state["config"]))
     except TypeError:  # unknown or missing settings
         return f"settings that are not pahs-train's ({', '.join(map(str, state['config']))})"
     return {**state, "config": config}
@@ -184,10 +203,13 @@ def uses_bf16(cfg: TrainConfig, device: torch.device) -> bool:
 def train_step(
     model: PAHS, optimizer: torch.optim.Optimizer, blurry: torch.Tensor, sharp: torch.Tensor, cfg: TrainConfig, autocast
 ) -> tuple[float, torch.Tensor]:
-    """One optimizer step of L1 loss on a batch [B,T,3,H,W]; returns the loss and the restored batch."""
+    """One optimizer step of ``cfg.loss`` on a batch [B,T,3,H,W]; returns the loss and the restored batch."""
     with autocast:
         restored = model(blurry, lookahead=cfg.lookahead)
-    loss = torch.nn.functional.l1_loss(restored.float(), sharp)
+    if cfg.loss == "charbonnier":
+        loss = ((restored.float() - sharp) ** 2 + CHARBONNIER_EPS**2).sqrt().mean()
+    else:
+        loss = torch.nn.functional.l1_loss(restored.float(), sharp)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -262,9 +284,9 @@ def train(
         saved = state["config"]
         if saved != cfg:
             raise PahsError(
-                f"--resume expects the same settings as the run in {out}, found different ones "
+                f"--resume expects the settings of the run in {out}, found different ones "
                 f"({', '.join(k for k in asdict(cfg) if getattr(cfg, k) != getattr(saved, k))}); "
-                "use the original settings"
+                "leave them out to continue with the run's own"
             )
         model = load_model(last_path, preset=cfg.preset).to(device)
         step = state["step"]
@@ -308,7 +330,7 @@ def train(
         name = signal.Signals(stop.signal).name
         raise TrainingStopped(
             f"stopped by {name} at step {step} of {cfg.steps}, checkpointed in {out}; continue with "
-            f"`pahs-train -o {out} --resume` and the same settings",
+            f"`pahs-train -o {out} --resume`",
             stop.signal,
         )
     return last_path

@@ -51,3 +51,22 @@ def test_train_and_heldout_content_disjoint_and_photos_offline():
         assert image.ndim == 3 and image.shape[2] == 3 and image.dtype.name == "uint8"
     with pytest.raises(PahsError):
         content_split("test")
+
+
+def test_motion_range_and_the_clip_motion_that_groups_evaluation(monkeypatch):
+    """clip_motion gives, without rendering, the camera target make_clip fits its path to; a motion range draws
+    camera and objects inside it, and the default draws 0.15-1 x max_motion as before ranges existed."""
+    from pahs_export.training import synth
+
+    targets = []
+    real_fit = synth._fit_scale
+    monkeypatch.setattr(synth, "_fit_scale", lambda motion, target: targets.append(target) or real_fit(motion, target))
+    for config in (SynthConfig(32, 48, 2), SynthConfig(32, 48, 2, min_motion=25.0, max_motion=50.0)):
+        for seed in range(4):
+            targets.clear()
+            make_clip(seed, config)
+            assert targets[0] == synth.clip_motion(seed, config)  # the camera's, drawn first
+            low = 0.15 * config.max_motion if config.min_motion is None else config.min_motion
+            assert all(low <= t <= config.max_motion for t in targets) and len(targets) >= 2  # camera + objects
+    with pytest.raises(PahsError, match="0 <= min_motion <= max_motion"):
+        SynthConfig(min_motion=30.0, max_motion=25.0)

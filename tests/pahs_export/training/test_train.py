@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -15,7 +17,15 @@ from safetensors.torch import load_file
 from pahs_export import PahsError, build_model
 from pahs_export.training import train as train_module
 from pahs_export.training.synth import SynthConfig, make_clip
-from pahs_export.training.train import TrainConfig, TrainingStopped, train, train_step, uses_bf16
+from pahs_export.training.train import (
+    TrainConfig,
+    TrainingStopped,
+    _lr_at,
+    load_train_state,
+    train,
+    train_step,
+    uses_bf16,
+)
 
 TINY = TrainConfig(steps=4, batch=2, frames=2, crop=32, val_every=2, val_clips=1, workers=0)
 
@@ -100,19 +110,70 @@ def test_pahs_train_stopped_by_sigterm_says_how_to_resume(tmp_path):
     assert result.returncode == 128 + signal.SIGTERM, result.stderr
     assert result.stderr.strip().splitlines() == [
         f"pahs-train: stopped by SIGTERM at step 1 of 4, checkpointed in {out}; continue with "
-        f"`pahs-train -o {out} --resume` and the same settings"
+        f"`pahs-train -o {out} --resume`"
     ]
     assert (out / "last.safetensors").is_file() and (out / "train_state.pt").is_file()
+    # exactly the command it says: the run's own settings are read back, nothing needs restating
+    entry = "import sys; from pahs_export.training.cli import train_main; sys.exit(train_main())"
+    resumed = subprocess.run(
+        [sys.executable, "-c", entry, "-o", str(out), "--resume", "-q"], capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    whole = subprocess.run(
+        [sys.executable, "-c", entry, *args[:1], str(tmp_path / "whole"), *args[2:]],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert whole.returncode == 0, whole.stderr
+    a, b = load_file(str(out / "last.safetensors")), load_file(str(tmp_path / "whole" / "last.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    changed = subprocess.run(
+        [sys.executable, "-c", entry, "-o", str(out), "--resume", "--lr", "0.5", "-q"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert changed.returncode != 0 and "settings of the run" in changed.stderr and "(lr)" in changed.stderr
 
 
 def test_errors(tmp_path):
     train(TINY, tmp_path / "run", progress=False, stop_after=1)
     with pytest.raises(PahsError, match="already holds a run; pass --resume"):
         train(TINY, tmp_path / "run", progress=False)
-    with pytest.raises(PahsError, match=r"same settings as the run .*\(lr\)"):
+    with pytest.raises(PahsError, match=r"settings of the run .*\(lr\)"):
         train(TrainConfig(**{**TINY.__dict__, "lr": 1.0}), tmp_path / "run", progress=False, resume=True)
     with pytest.raises(PahsError, match="multiple of 16"):
         train(TrainConfig(crop=40), tmp_path / "x", progress=False)
+    with pytest.raises(PahsError, match="--loss to be one of l1, charbonnier"):
+        train(TrainConfig(loss="l2"), tmp_path / "x", progress=False)
+    with pytest.raises(PahsError, match="--warmup of 0 or more"):
+        train(TrainConfig(warmup=-1), tmp_path / "x", progress=False)
+    with pytest.raises(PahsError, match="--max-motion of 0 or more pixels"):
+        train(TrainConfig(max_motion=float("nan")), tmp_path / "x", progress=False)
+
+
+def test_a_run_saved_before_a_setting_existed_resumes_with_the_value_it_used(tmp_path):
+    """train_state.pt of runs older than ``max_motion`` lack it; those runs drew synthetic motion up to 25 px."""
+    old = replace(TINY, max_motion=25.0)
+    train(old, tmp_path / "run", progress=False, stop_after=1)
+    state = torch.load(tmp_path / "run" / "train_state.pt", weights_only=True)
+    del state["config"]["max_motion"], state["config"]["loss"], state["config"]["warmup"]
+    torch.save(state, tmp_path / "run" / "train_state.pt")
+    assert load_train_state(tmp_path / "run" / "train_state.pt")["config"] == old
+    train(old, tmp_path / "run", progress=False, resume=True)  # the same settings: accepted
+
+
+def test_warmup_and_cosine_learning_rate():
+    cfg = TrainConfig(steps=100, lr=1e-3, warmup=10)
+    lrs = [_lr_at(cfg, step) for step in range(101)]
+    assert lrs[0] == pytest.approx(1e-4, rel=0.01) and lrs[9] == pytest.approx(1e-3, rel=0.03)
+    assert all(a < b for a, b in itertools.pairwise(lrs[:10]))  # rising during the warm-up
+    assert all(a >= b for a, b in itertools.pairwise(lrs[9:])) and lrs[100] == pytest.approx(1e-5)
+    assert _lr_at(TrainConfig(steps=100, lr=1e-3), 0) == pytest.approx(1e-3)  # no warm-up by default
+
+
+def test_charbonnier_loss_trains_and_differs_from_l1(tmp_path):
+    l1 = load_file(str(train(TINY, tmp_path / "l1", progress=False, stop_after=1)))
+    ch = load_file(str(train(replace(TINY, loss="charbonnier"), tmp_path / "ch", progress=False, stop_after=1)))
+    assert all(torch.isfinite(v).all() for v in ch.values())
+    assert any(not torch.equal(l1[k], ch[k]) for k in l1)
 
 
 def test_bf16_only_where_it_is_native_or_on_cuda():
