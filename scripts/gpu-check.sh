@@ -13,31 +13,15 @@
 #      torch-cuda-fp16, torch-cuda-bf16                        -> RESULTS/bench-gpu.json
 # Everything it prints goes to RESULTS/*.log as well, with the machine in RESULTS/env.txt.
 #
-# The GPU machines have PyTorch but no network: what else pahs needs (PyAV, typer, onnxconverter-common)
-# is installed offline from the wheels in $PAHS_WHEELS (default .whl), which scripts/gpu-wheels.sh downloads
-# on a machine with network access. The project itself runs from this checkout (no pip install).
+# The GPU machines have PyTorch but no network: scripts/gpu-env.sh installs what else pahs needs offline.
 set -uo pipefail
 
 results=${1:?usage: scripts/gpu-check.sh RESULTS [--cpu]}
 mode=${2:-gpu}
-cd "$(dirname "$0")/.."
 mkdir -p "$results"
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PAHS_CACHE="${PAHS_CACHE:-/tmp/pahs-cache}"
-wheels=${PAHS_WHEELS:-.whl}
-
-missing=$(python3 - <<'EOF'
-import importlib.util
-print(" ".join(m for m in ("av", "typer", "onnxconverter_common", "safetensors") if not importlib.util.find_spec(m)))
-EOF
-)
-if [ -n "$missing" ]; then
-    if ! ls "$wheels"/*.whl >/dev/null 2>&1; then
-        echo "gpu-check: error: expected wheels for $missing in $wheels, found none; run scripts/gpu-wheels.sh where pip has network" >&2
-        exit 2
-    fi
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/pahs-site "$wheels"/*.whl || exit 2
-    export PYTHONPATH="$PYTHONPATH:/tmp/pahs-site"
-fi
+results=$(cd "$results" && pwd)
+# shellcheck source=scripts/gpu-env.sh
+source "$(dirname "$0")/gpu-env.sh"
 
 if [ "$mode" = "--cpu" ]; then  # the plumbing on a CPU: small and fast, nothing about speed
     device=cpu presets=(-p pahs-t) size=320x192 variants=(-b torch) frames=4 reps=1 graphs=() verify=4
@@ -46,13 +30,7 @@ else
     variants=(-b torch-cuda -b torch-cuda-graphs -b torch-cuda-fp16 -b torch-cuda-bf16)
 fi
 
-{
-    date -u
-    uname -a
-    nvidia-smi 2>&1 || echo "nvidia-smi: not found"
-    python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())"
-    git rev-parse HEAD 2>/dev/null
-} > "$results/env.txt" 2>&1
+machine > "$results/env.txt" 2>&1
 
 failed=()
 step() {  # step NAME COMMAND...: run, log to RESULTS/NAME.log, remember a failure
