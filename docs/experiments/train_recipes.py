@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -29,6 +28,7 @@ from pahs_export import load_model
 from pahs_export.training.evaluate import EVAL_FRAMES, EVAL_SEQUENCES, EVAL_SIZE, evaluate, synthetic_sequences
 from pahs_export.training.train import TrainConfig, load_train_state, train
 from pahs_export.weights import default_checkpoint
+from runtime.bench.variants import cpu_description
 
 RECIPES: dict[str, dict] = {
     "baseline": {},
@@ -38,21 +38,6 @@ RECIPES: dict[str, dict] = {
     "charbonnier": {"loss": "charbonnier"},
     "motion up to 25 px": {"max_motion": 25.0},
 }
-
-
-def cpu_description() -> dict:
-    flags = set()
-    model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
-    return {"model": model, "cores": os.cpu_count(), "isa": [f for f in wanted if f in flags]}
 
 
 def score(checkpoint: str | Path, frames: int = EVAL_FRAMES) -> dict:
@@ -81,7 +66,9 @@ def main() -> None:
         steps=args.steps, seed=args.seed, init=init, data=args.data, layout="x4k" if args.data else None,
         val_every=args.steps, workers=0,
     )  # fmt: skip
-    results = {"cpu": cpu_description(), "torch": torch.__version__, "threads": threads, "steps": args.steps}
+    model, isa = cpu_description()
+    cpu = {"model": model, "cores": os.cpu_count(), "isa": isa.split()}
+    results = {"cpu": cpu, "torch": torch.__version__, "threads": threads, "steps": args.steps}
     results["init"] = {"path": init, **score(init, args.eval_frames)}
     print(f"init: {results['init']['gain_db']:+.3f} dB", flush=True)
     results["recipes"] = {}
