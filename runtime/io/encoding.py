@@ -60,6 +60,7 @@ import io
 import os
 import re
 import warnings
+from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
@@ -170,7 +171,9 @@ def _mux_options(muxer: str, time_base: Fraction) -> dict[str, str]:
     return {}
 
 
-_REORDER = 64  # frames a packet's dts may lie below its pts (x265/x264 reorder far fewer: B-frames, lookahead)
+# Frames by which decoding may run ahead of the frames fed in. x264 and x265 delay decode by at most 2 (with a
+# B-pyramid: packet k's dts is the pts of frame k - 2, the first ones 1 or 2 frames before frame 0's pts).
+_REORDER = 4
 
 
 @cache
@@ -432,6 +435,8 @@ class _VideoSink:
         self._step = max(1, round(1 / (plan.rate * self.time_base)))  # one frame in output ticks
         self._last: int | None = None  # the last frame's pts, in output ticks
         self._dts: int | None = None  # the last packet's dts
+        self._fed: deque[int] = deque()  # pts of the frames fed to the encoder, from frame max(0, k - _REORDER)
+        self._muxed = 0  # video packets muxed so far (k)
         target = str(dest) if self._path is not None else dest
         self._out = av.open(target, "w", format=plan.muxer, options=_mux_options(plan.muxer, tb))
         try:
@@ -602,20 +607,19 @@ class _VideoSink:
 
         x265 (4.2, in PyAV's FFmpeg 8.1) leaves the decode timestamps of a clip shorter than its B-frame delay
         (two frames or fewer) uninitialised: whatever was on the stack, so they change with what ran before in
-        the process (an ONNX export, say). Above the pts, the muxer refuses the packet with EINVAL; far below,
-        it writes them as they are. A valid dts increases, is at most the pts, and at most a reorder window
-        (``_REORDER`` frames) below it.
+        the process (an ONNX export, say). Above the pts, the muxer refuses the packet with EINVAL; below, it
+        writes them as they are (a 1-frame mp4 whose frame is decoded a second before it is shown). A valid dts
+        increases, is at most the pts, and at least the pts of the frame fed in ``_REORDER`` frames before this
+        packet's (for the first packets: frame 0's pts less the frames missing, at the nominal rate). The floor
+        follows the frames fed, not this packet's pts: a P-frame's pts leads its dts by its B-frames.
         """
+        k, self._muxed = self._muxed, self._muxed + 1
+        floor = self._fed.popleft() if k >= _REORDER else self._fed[0] - (_REORDER - k) * self._step
         pts, dts = packet.pts, packet.dts
         if pts is None:
             return
-        if (
-            dts is None
-            or dts > pts
-            or pts - dts > _REORDER * self._step
-            or (self._dts is not None and dts <= self._dts)
-        ):
-            dts = pts if self._dts is None or pts > self._dts else self._dts + 1
+        if dts is None or not floor <= dts <= pts or (self._dts is not None and dts <= self._dts):
+            dts = floor if self._dts is None else max(floor, self._dts + 1)
             packet.dts = dts
         self._dts = dts
 
@@ -635,6 +639,7 @@ class _VideoSink:
         elif self._last is not None and out <= self._last:  # muxers refuse timestamps that do not increase
             out = self._last + 1
         self._last = frame.pts = out
+        self._fed.append(out)
         frame.time_base = self.time_base
         self._mux(self._stream.encode(frame))
 

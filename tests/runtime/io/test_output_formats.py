@@ -288,9 +288,23 @@ def test_hevc_in_mp4_is_tagged_hvc1_with_valid_decode_timestamps(tmp_path):
         out.unlink()
 
 
-def test_garbage_decode_timestamps_are_replaced(tmp_path):
-    packets = [(0, 4815192958156761522), (42, 4815192958156761564), (84, -8029125883340813668), (126, 84)]
-    w = open_output(tmp_path / "a.mkv", INFO)
+@pytest.mark.parametrize(
+    "packets, expected",
+    [
+        # a short clip: garbage above the pts, far above, far below; each becomes the smallest valid dts
+        (
+            [(0, 4815192958156761522), (42, 4815192958156761564), (84, -8029125883340813668), (126, 84)],
+            [-168, -126, -84, 84],
+        ),
+        ([(0, -1024)], [-168]),  # below the pts, but further than any encoder delays decoding (seen in CI)
+        # B-frames after a garbage first dts: the P-frame (pts 125) keeps its dts 4 frames below its pts, and
+        # the B-frames after it still fit below theirs (a dts set to the pts would have left them none)
+        ([(0, 9**18), (125, -41), (83, 0), (42, 42), (292, 83), (208, 125)], [-168, -41, 0, 42, 83, 125]),
+    ],
+)
+def test_garbage_decode_timestamps_are_replaced(tmp_path, packets, expected):
+    w = open_output(tmp_path / "a.mkv", replace(INFO, time_base=Fraction(1, 1000)))  # 24 fps: a frame is 42 ticks
+    w._sink._fed.extend(sorted(pts for pts, _ in packets))  # the frames fed, in presentation order
     fixed = []
     for pts, dts in packets:  # the repair itself, without waiting for x265 to produce garbage
         p = av.Packet(b"\0")
@@ -298,7 +312,7 @@ def test_garbage_decode_timestamps_are_replaced(tmp_path):
         w._sink._check_dts(p)
         fixed.append(p.dts)
     w.abort()
-    assert fixed == [0, 42, 84, 126] and not (tmp_path / "a.mkv").exists()
+    assert fixed == expected and not (tmp_path / "a.mkv").exists()
 
 
 def test_fps_override_retimes_and_drops_audio(tmp_path):
