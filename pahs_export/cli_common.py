@@ -54,6 +54,7 @@ from .contract import PRECISIONS
 from .errors import PahsError
 from .files import DISK_ERRNOS
 from .presets import DEFAULT_PRESET, PRESETS
+from .signals import signal_name
 
 DEBUG_HELP = "Show the full traceback of errors."
 QUIET_HELP = "No progress bars or messages on stderr; results and errors still print."
@@ -224,13 +225,6 @@ def new_app(help_text: str) -> typer.Typer:
     )
 
 
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
-
-
 def completion_var(prog_name: str) -> str:
     """The environment variable a completion script sets to ask ``prog_name`` for completions."""
     return f"_{prog_name.replace('-', '_').upper()}_COMPLETE"
@@ -295,7 +289,7 @@ def entry_point(app: typer.Typer, prog_name: str) -> Main:
             signum = getattr(e, "signum", signal.SIGINT)
             if debug:
                 traceback.print_exc()
-            print(f"{prog_name}: interrupted ({_signal_name(signum)})", file=sys.stderr)
+            print(f"{prog_name}: interrupted ({signal_name(signum)})", file=sys.stderr)
             return 128 + signum
         except OSError as e:
             if e.errno == errno.EPIPE:  # stdout closed by the reader (`| head`): nothing more to say

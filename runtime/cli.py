@@ -43,10 +43,10 @@ from pahs_export.cli_common import (
 )
 from pahs_export.errors import PahsError
 from pahs_export.presets import DEFAULT_LOOKAHEAD
+from pahs_export.signals import termination_handlers
 
 from .constants import BACKENDS, DEFAULT_CHUNK, DEFAULT_WARMUP, default_onnx_backend
 from .io import OUTPUT_CODECS, OUTPUT_FORMATS, X264_PRESETS
-from .io.threads import termination_handlers
 
 # What imports torch (the backends, the driver, the pipeline, pahs) or Ray is imported where it is used, not
 # here: `pahs-run --help`, `--version` and a mistyped option answer without loading it (tests/runtime/test_cli.py).

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import math
 import pickle
-import signal
-import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -28,6 +26,7 @@ from ..checkpoint import build_model, load_model, parse_device, save_checkpoint
 from ..errors import PahsError
 from ..model import PAHS
 from ..presets import DEFAULT_LOOKAHEAD
+from ..signals import interrupted, signal_name, termination_handlers
 from .datasets import SequenceClips, find_sequences
 from .highfps import HighFpsClips, MixedClips
 from .synth import SynthConfig, SyntheticClips, make_clip
@@ -217,41 +216,12 @@ def train_step(
     return loss.item(), restored.detach()
 
 
-# Signals that stop a run cleanly: it finishes the step it is in, checkpoints there and stops (resume is exact
-# from any step). A signal the run inherited as ignored (nohup's SIGHUP) stays ignored.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-
 class TrainingStopped(PahsError):
     """A termination signal (``signum``) stopped the run after it checkpointed; ``--resume`` continues it."""
 
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.signum = signum
-
-
-class _StopOnSignal:
-    """While active (main thread only), a termination signal sets :attr:`signal` instead of killing the run."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self.previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopOnSignal:
-        if threading.current_thread() is threading.main_thread():
-            for s in STOP_SIGNALS:
-                if signal.getsignal(s) is not signal.SIG_IGN:
-                    self.previous[s] = signal.signal(s, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signal is not None and signum == signal.SIGINT:  # a second Ctrl-C: the user means it
-            raise KeyboardInterrupt
-        self.signal = signum
-
-    def __exit__(self, *exc: Any) -> None:
-        for s, handler in self.previous.items():  # None: a handler set outside Python, which cannot be put back
-            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
 
 
 def train(
@@ -266,8 +236,8 @@ def train(
 
     ``stop_after``: stop after this many steps in this call (checkpointing there), to continue later with
     ``resume=True``; the result is the same as one uninterrupted run. SIGTERM, SIGINT or SIGHUP stop the run the
-    same way at the end of the step in progress, then raise :class:`TrainingStopped` (a second SIGINT
-    interrupts at once, without a checkpoint).
+    same way at the end of the step in progress, then raise :class:`TrainingStopped` (a second signal
+    ends the process at once, without a checkpoint).
     """
     check_config(cfg)
     out = Path(out_dir)
@@ -319,19 +289,21 @@ def train(
         bar = tqdm(total=cfg.steps, initial=step, unit="step", dynamic_ncols=True)
     started, running = time.monotonic(), None
     last_step = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
-    with _StopOnSignal() as stop:
+    # A termination signal (pahs_export.signals) lets the step in progress finish, checkpoints it and stops:
+    # resume is exact from any step. A second signal ends the process at once, without a checkpoint.
+    with termination_handlers():
         step = _train_steps(
-            cfg, model, optimizer, val, autocast, log, bar, out, step, last_step, best, started, running, stop
+            cfg, model, optimizer, val, autocast, log, bar, out, step, last_step, best, started, running
         )
+        signum = interrupted()
     if bar:
         bar.close()
     log.close()
-    if stop.signal is not None:
-        name = signal.Signals(stop.signal).name
+    if signum is not None:
         raise TrainingStopped(
-            f"stopped by {name} at step {step} of {cfg.steps}, checkpointed in {out}; continue with "
-            f"`pahs-train -o {out} --resume`",
-            stop.signal,
+            f"stopped by {signal_name(signum)} at step {step} of {cfg.steps}, checkpointed in {out}; continue "
+            f"with `pahs-train -o {out} --resume`",
+            signum,
         )
     return last_path
 
@@ -350,7 +322,6 @@ def _train_steps(
     best: float,
     started: float,
     running: float | None,
-    stop: _StopOnSignal,
 ) -> int:
     """Steps from ``step`` up to ``last_step`` (or a stop signal), validating and checkpointing every
     ``cfg.val_every`` steps and at the last one; returns the step reached."""
@@ -368,7 +339,8 @@ def _train_steps(
         if bar:
             bar.update(1)
             bar.set_postfix(loss=f"{running:.4f}", psnr=f"{clip_psnr(restored.float(), sharp):.2f}")
-        stopping = stop.signal is not None
+        signum = interrupted()
+        stopping = signum is not None
         validating = step % cfg.val_every == 0 or step == last_step
         if not (validating or stopping):
             continue
@@ -385,7 +357,7 @@ def _train_steps(
                 best = metrics["val_psnr"]
                 save_checkpoint(model, out / "best.safetensors", extra=extra)
         else:  # stopped by a signal between validations: checkpoint now, validate at the next regular step
-            record["stopped"] = signal.Signals(stop.signal).name
+            record["stopped"] = signal_name(signum)
         log.write(json.dumps(record) + "\n")
         log.flush()
         save_checkpoint(model, last_path, extra=extra)

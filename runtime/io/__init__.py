@@ -11,6 +11,8 @@ the caller's work, and termination signals are a flag checked at safe points (:m
 docstring lists its decisions.
 """
 
+from pahs_export.signals import Interrupted, check_interrupted, interrupted, signal_name, termination_handlers
+
 from .encoding import (
     FOLDER_FPS,
     LOSSLESS_CODECS,
@@ -33,15 +35,7 @@ from .reading import (
     orient,
     source_kind,
 )
-from .threads import (
-    BackgroundWriter,
-    Interrupted,
-    Prefetcher,
-    check_interrupted,
-    interrupted,
-    signal_name,
-    termination_handlers,
-)
+from .threads import BackgroundWriter, Prefetcher
 from .writing import (
     PIPE_TARGETS,
     FrameWriter,

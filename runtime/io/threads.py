@@ -1,16 +1,14 @@
 """Threads around reading and writing: decode ahead (:class:`Prefetcher`), encode behind
-(:class:`BackgroundWriter`), and termination signals turned into a flag checked at safe points.
+(:class:`BackgroundWriter`), both stopping when a termination signal arrives.
 
 Decisions:
 
-- SIGINT, SIGTERM and SIGHUP (an ssh session that drops) only set a flag (:func:`termination_handlers`); the
+- Termination signals only set a flag (:mod:`pahs_export.signals`, whose names runtime.io re-exports): the
   main thread raises :class:`Interrupted` where it checks the flag (:func:`check_interrupted`: per frame and
-  per backend step in the pipeline, while it waits on a queue), and worker threads stop at their next item.
-  Raising from the handler itself, at an arbitrary point, could leave a queue's locks or conditions
-  inconsistent and hang the process (the audit saw a SIGTERM hang with the main thread in a join and the
-  encoder in ``Queue.get``). A signal the process inherited as ignored (``nohup``, background jobs) stays
-  ignored. A second signal while the first is handled ends the process at once, with the signal's default
-  action: its partial outputs carry its pid, and the next run sweeps them.
+  per backend step in the pipeline, while it waits on a queue), and worker threads stop at their next item
+  (the audit saw a SIGTERM hang with the main thread in a join and the encoder in ``Queue.get`` when the
+  handler raised). After a second signal, which ends the process at once, partial outputs carry its pid, and
+  the next run sweeps them.
 - Every wait is a poll with a short timeout (:data:`POLL`) that also checks the flag, and every join after a
   failure is bounded (:data:`JOIN_TIMEOUT`): a thread still busy then is abandoned (a daemon thread) and its
   output's files removed without touching the encoder it is using.
@@ -18,92 +16,19 @@ Decisions:
 
 from __future__ import annotations
 
-import os
 import queue
-import signal
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 
 import numpy as np
 
 from pahs_export.files import Output
+from pahs_export.signals import Interrupted, check_interrupted, interrupted
 
 from .writing import FrameWriter
 
 POLL = 0.05  # seconds between checks of the interruption flag while waiting on a queue or a thread
 JOIN_TIMEOUT = 10.0  # seconds a failed or interrupted run waits for a worker thread before abandoning it
-SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
-
-
-class Interrupted(KeyboardInterrupt):
-    """A termination signal arrived; raised at a safe point. ``signum`` is the signal, so that the command
-    line can say which and exit with 128 + signum. A KeyboardInterrupt, so ``except Exception`` never
-    swallows it and every ``with`` block aborts its output."""
-
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-        super().__init__(f"interrupted by {signal_name(signum)}")
-
-
-def signal_name(signum: int) -> str:
-    """``SIGTERM`` for 15; ``signal 64`` for a number without a name."""
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
-
-
-_signum: int | None = None  # the first termination signal received, set by the handler (a plain store: no locks)
-_depth = 0  # nesting of termination_handlers()
-
-
-def _handler(signum: int, frame: object) -> None:
-    global _signum
-    if _signum is None:
-        _signum = signum
-        return
-    # A second signal: the user insists. Die now with the signal's default action (no cleanup can hang).
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
-
-
-def interrupted() -> int | None:
-    """The termination signal received since :func:`termination_handlers` was entered, or None."""
-    return _signum
-
-
-def check_interrupted() -> None:
-    """Raise :class:`Interrupted` if a termination signal was received (a safe point)."""
-    if _signum is not None:
-        raise Interrupted(_signum)
-
-
-@contextmanager
-def termination_handlers() -> Iterator[None]:
-    """Within the block, SIGINT, SIGTERM and SIGHUP set the flag that :func:`check_interrupted` reads
-    (signals inherited as ignored stay ignored); the previous handlers come back after it. The outermost
-    block clears the flag on entry and on exit, so that repeated in-process runs start clean; nested blocks
-    keep it. Outside the main thread (where handlers cannot be set) the block does nothing."""
-    global _signum, _depth
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    if _depth == 0:
-        _signum = None
-    previous = {s: signal.getsignal(s) for s in SIGNALS}
-    for s, old in previous.items():
-        if old != signal.SIG_IGN:
-            signal.signal(s, _handler)
-    _depth += 1
-    try:
-        yield
-    finally:
-        _depth -= 1
-        for s, old in previous.items():
-            signal.signal(s, old if old is not None else signal.SIG_DFL)
-        if _depth == 0:
-            _signum = None
 
 
 class Prefetcher:
