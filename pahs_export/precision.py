@@ -11,9 +11,10 @@ DequantizeLinear nodes, and ONNX Runtime on the CPU can check both numerically.
 - INT8: ONNX Runtime's ``quantize_static`` in QDQ format with TensorRT's conventions: symmetric int8
   (zero point 0) for weights (per output channel) and activations (per tensor), biases left in float,
   ConvTranspose weights per channel on axis 1 (its output-channel axis). A second target, "cpu", follows
-  ONNX Runtime's recipe for x86 instead (uint8 asymmetric activations): with symmetric activations ORT's CPU
-  provider cannot fold ReLUs into its quantized convolutions and runs about half of them in float, slower
-  than FP32 (docs/PRECISION.md); such graphs are not for TensorRT. The SNLA attention path, the
+  ONNX Runtime's recipe for x86 instead (uint8 asymmetric activations, 7-bit weights): with symmetric
+  activations ORT's CPU provider cannot fold ReLUs into its quantized convolutions and runs about half of them
+  in float, slower than FP32, and 8-bit weights saturate its AVX2 kernels (docs/PRECISION.md); such graphs are
+  not for TensorRT. The SNLA attention path, the
   final convolution (the residual image) and the global residual Add are excluded from quantization.
 """
 
@@ -96,6 +97,9 @@ class Int8Options:
     percentile: float = 99.999  # with method percentile
     exclude_attention: bool = True  # keep the SNLA attention core in float
     exclude_final_conv: bool = True  # keep the last reconstructor conv and the global residual Add in float
+    reduce_range: bool | None = None  # 7-bit weights; None: for the cpu target, not for tensorrt. x86 CPUs without
+    # VNNI multiply uint8 activations by int8 weights and add the products in pairs into saturating 16 bits
+    # (ONNX Runtime, oneDNN): 8-bit weights overflow there (docs/PRECISION.md), 7-bit ones cannot
 
 
 Feeds = dict[str, list[dict[str, np.ndarray]]]  # role -> one {input name: array} per recorded step
@@ -204,6 +208,7 @@ def int8_graph_from_fp32(
             per_channel=True,
             activation_type=QuantType.QUInt8 if cpu else QuantType.QInt8,
             weight_type=QuantType.QInt8,
+            reduce_range=cpu if options.reduce_range is None else options.reduce_range,
             nodes_to_exclude=exclude,
             calibrate_method=method,
             extra_options=extra,

@@ -255,6 +255,41 @@ def test_cpu_target_runs_real_int8_kernels(tmp_path, int8_cpu):
     assert ops.count("QLinearConv") >= 70 and ops.count("Conv") <= 3, (ops.count("QLinearConv"), excluded)
 
 
+def weight_ranges(art) -> tuple[int, int]:
+    """The smallest and largest quantized weight over every graph of ``art``."""
+    values = []
+    for path in art.graphs.values():
+        proto = onnx.load(str(path))
+        init = initializers(proto)
+        values += [init[n.input[0]] for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in init]
+    return min(int(v.min()) for v in values), max(int(v.max()) for v in values)
+
+
+def test_weight_bits_per_target(int8, int8_cpu):
+    """TensorRT's graphs use all 8 bits of their weights (per-channel symmetric: each channel's largest magnitude
+    becomes 127); the cpu target's are 7-bit, which ONNX Runtime's and oneDNN's AVX2 kernels cannot saturate."""
+    assert weight_ranges(int8) == (-127, 127)
+    low, high = weight_ranges(read_artifact(int8_cpu))
+    assert -64 <= low and high <= 64 and max(-low, high) >= 63  # ONNX Runtime's 7 bits: -64..64
+
+
+def test_onnxruntime_runs_tensorrt_graphs_as_written(int8):
+    """TensorRT-target INT8 through ONNX Runtime: quantize, dequantize and float arithmetic, as the graph says
+    (no Q/DQ fusion into its integer kernels), equal to a session that runs the graph without any optimization."""
+    import onnxruntime as ort
+
+    backend = OnnxRuntimeBackend(int8)
+    plain = ort.SessionOptions()
+    plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    rng = np.random.default_rng(0)
+    for role, session in backend.sessions.items():
+        reference = ort.InferenceSession(str(int8.graphs[role]), plain, providers=["CPUExecutionProvider"])
+        shapes = {i.name: int8.geometry.shape(i.name, 1, 32, 48) for i in session.get_inputs()}
+        feed = {name: rng.random(shape, np.float32) for name, shape in shapes.items()}
+        for a, b in zip(session.run(None, feed), reference.run(None, feed), strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-5, err_msg=role)
+
+
 def test_trt_refuses_cpu_target(int8_cpu):
     import subprocess
     import sys
