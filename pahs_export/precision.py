@@ -15,7 +15,8 @@ DequantizeLinear nodes, and ONNX Runtime on the CPU can check both numerically.
   activations ORT's CPU provider cannot fold ReLUs into its quantized convolutions and runs about half of them
   in float, slower than FP32, and 8-bit weights saturate its AVX2 kernels (docs/PRECISION.md); such graphs are
   not for TensorRT. The SNLA attention path, the
-  final convolution (the residual image) and the global residual Add are excluded from quantization.
+  reconstructor's full-resolution resblocks, the final convolution (the residual image) and the global
+  residual Add are excluded from quantization.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ INT8_TARGETS = ("tensorrt", "cpu")
 # Mul, Softmax, ReduceMean -> select (MatMul, Add) -> Sigmoid, the S_NL*S_sel Mul and the MatMul with v).
 ATTENTION_OP_TYPES = frozenset({"MatMul", "Mul", "Softmax", "ReduceMean", "Sigmoid"})
 FINAL_CONV = "/reconstructor/body/body.4/Conv"  # the conv producing the residual image
+FULL_RESOLUTION_BLOCKS = "/reconstructor/body/body.3/"  # the resblocks at full resolution, before FINAL_CONV
 
 
 def attention_core_nodes(proto: onnx.ModelProto) -> list[str]:
@@ -97,6 +99,8 @@ class Int8Options:
     percentile: float = 99.999  # with method percentile
     exclude_attention: bool = True  # keep the SNLA attention core in float
     exclude_final_conv: bool = True  # keep the last reconstructor conv and the global residual Add in float
+    exclude_full_resolution: bool = True  # keep the reconstructor's full-resolution resblocks in float (about
+    # 2% of the FLOPs; the noise they add shows most where the restored frame is nearly exact: docs/PRECISION.md)
     reduce_range: bool | None = None  # 7-bit weights; None: for the cpu target, not for tensorrt. x86 CPUs without
     # VNNI multiply uint8 activations by int8 weights and add the products in pairs into saturating 16 bits
     # (ONNX Runtime, oneDNN): 8-bit weights overflow there (docs/PRECISION.md), 7-bit ones cannot
@@ -159,6 +163,8 @@ def int8_exclusions(proto: onnx.ModelProto, options: Int8Options) -> list[str]:
     if options.exclude_final_conv:
         # the residual image's conv, and the Add that puts it on the frame (int8 would round the frame itself)
         names += [n.name for n in proto.graph.node if n.name == FINAL_CONV or "restored" in n.output]
+    if options.exclude_full_resolution:
+        names += [n.name for n in proto.graph.node if n.name.startswith(FULL_RESOLUTION_BLOCKS)]
     return names
 
 

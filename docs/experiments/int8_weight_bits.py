@@ -1,15 +1,16 @@
 """8-bit against 7-bit weights in the cpu-target INT8 graphs: quality and speed on this machine's CPU.
 
-    python docs/experiments/int8_weight_bits.py
+    python docs/experiments/int8_weight_bits.py [CHECKPOINT]
 
 Without VNNI (AVX2 only), ONNX Runtime's and OpenVINO's uint8 x int8 kernels add products in pairs into
 saturating 16 bits, which 8-bit weights overflow. Each graph is verified over the held-out clips `pahs-export
 verify` uses (60 frames at 128x80 and 60 at 208x112) against FP32 PyTorch, then one forward step at 640x352
-is timed (median of 7 after 2 warm-ups, the two graphs interleaved). The default weights, the default
-calibration set.
+is timed (median of 7 after 2 warm-ups, the two graphs interleaved). CHECKPOINT: default, the shipped
+weights; the default calibration set.
 """
 
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,7 +34,7 @@ BACKENDS = (OnnxRuntimeBackend, OpenVINOBackend)
 
 if __name__ == "__main__":
     print("CPU: {} ({})".format(*cpu_description()))
-    model = load_model(default_checkpoint("pahs-t"))
+    model = load_model(sys.argv[1] if len(sys.argv) > 1 else default_checkpoint("pahs-t"))
     clips = [sample_pair(60, 128, 80, seed=0), sample_pair(60, 208, 112, seed=1)]
     with tempfile.TemporaryDirectory() as tmp:
         arts = {

@@ -15,7 +15,7 @@ import pahs_export.onnx_export as onnx_export
 from calibration.data import CalibrationSet, load_clips, record_feeds
 from pahs_export import PahsError, build_model
 from pahs_export.artifact import read_artifact
-from pahs_export.precision import FINAL_CONV, Int8Options, attention_core_nodes
+from pahs_export.precision import FINAL_CONV, FULL_RESOLUTION_BLOCKS, Int8Options, attention_core_nodes
 from runtime.backends.ort_backend import OnnxRuntimeBackend
 from runtime.loop import restore_clip
 
@@ -115,6 +115,8 @@ def test_excluded_nodes_have_no_qdq(int8):
             assert FINAL_CONV in excluded and any(
                 n.name in excluded and "restored" in n.output for n in proto.graph.node
             )
+            full_resolution = {n.name for n in proto.graph.node if n.name.startswith(FULL_RESOLUTION_BLOCKS)}
+            assert sum(n.endswith("/Conv") for n in full_resolution) == 6 and excluded >= full_resolution
         for node in proto.graph.node:
             if node.name not in excluded:
                 continue
