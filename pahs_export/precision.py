@@ -14,9 +14,8 @@ DequantizeLinear nodes, and ONNX Runtime on the CPU can check both numerically.
   ONNX Runtime's recipe for x86 instead (uint8 asymmetric activations, 7-bit weights): with symmetric
   activations ORT's CPU provider cannot fold ReLUs into its quantized convolutions and runs about half of them
   in float, slower than FP32, and 8-bit weights saturate its AVX2 kernels (docs/PRECISION.md); such graphs are
-  not for TensorRT. The SNLA attention path, the
-  reconstructor's full-resolution resblocks, the final convolution (the residual image) and the global
-  residual Add are excluded from quantization.
+  not for TensorRT. The SNLA attention path, the reconstructor's full-resolution resblocks, the final
+  convolution (the residual image) and the global residual Add are excluded from quantization.
 """
 
 from __future__ import annotations

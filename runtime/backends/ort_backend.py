@@ -45,7 +45,7 @@ class OnnxRuntimeBackend(Backend):
         if artifact.manifest.int8_target == "tensorrt":
             # TensorRT's Q/DQ graphs run as written (quantize, dequantize, compute in float: the arithmetic
             # TensorRT's kernels approximate), not rewritten into ONNX Runtime's x86 integer kernels, whose AVX2
-            # path (no VNNI) adds 8-bit products in pairs into saturating 16 bits: that cost these graphs 0.1 dB
+            # path (no VNNI) adds 8-bit products in pairs into saturating 16 bits: that cost them up to 0.1 dB
             # against ground truth (docs/PRECISION.md). Each key removes one rewrite; with all three the outputs
             # equal an unoptimized session's (tested). Slower; the CPU's INT8 graphs are the cpu target's.
             for key in ("disable_quant_qdq", "disable_qdq_constant_folding", "disable_double_qdq_remover"):

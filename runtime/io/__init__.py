@@ -7,8 +7,8 @@ lossless FFV1/libx264rgb, raw frames, 8 to 16-bit) .mp4/.mov/.mkv/.y4m/.nut file
 timestamps, colour tags and audio, folders of 8/16-bit PNGs, or y4m/NUT/Matroska/raw streams on standard output
 (:mod:`.encoding`); files and folders are written under a temporary name and renamed when complete, so a failed
 or interrupted run leaves nothing (:mod:`.writing`); decoding and encoding can run in threads beside
-the caller's work, and termination signals are a flag checked at safe points (:mod:`.threads`). Each module's
-docstring lists its decisions.
+the caller's work (:mod:`.threads`), and termination signals are a flag checked at safe points
+(:mod:`pahs_export.signals`, whose names are re-exported here). Each module's docstring lists its decisions.
 """
 
 from pahs_export.signals import Interrupted, check_interrupted, interrupted, signal_name, termination_handlers
