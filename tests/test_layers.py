@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("pahs", "pahs_export", "runtime", "calibration")
 
 CORE = ("__init__", "errors", "presets", "contract", "model", "checkpoint", "files", "cache", "artifact")
-CORE += ("tensorrt_artifact", "weights", "info")
+CORE += ("tensorrt_artifact", "weights", "info", "signals")
 # group -> (layer, module-name prefixes). The longest matching prefix decides a module's group.
 GROUPS: dict[str, tuple[int, tuple[str, ...]]] = {
     "core": (1, tuple(f"pahs_export.{m}" for m in CORE)),

@@ -33,11 +33,15 @@ def test_a_signal_sets_the_flag_and_the_previous_handler_comes_back():
 
 
 def test_nested_blocks_keep_the_flag_and_the_outermost_clears_it():
-    with termination_handlers():
+    before = signal.signal(signal.SIGHUP, signal.SIG_DFL)  # not ignored, whatever the test runner inherited
+    try:
         with termination_handlers():
-            os.kill(os.getpid(), signal.SIGHUP)
-        assert interrupted() == signal.SIGHUP  # the inner block's exit keeps it for the outer one to act on
-    assert interrupted() is None
+            with termination_handlers():
+                os.kill(os.getpid(), signal.SIGHUP)
+            assert interrupted() == signal.SIGHUP  # the inner block's exit keeps it for the outer one to act on
+        assert interrupted() is None
+    finally:
+        signal.signal(signal.SIGHUP, before)
 
 
 def test_an_ignored_signal_stays_ignored():
@@ -56,6 +60,7 @@ def test_a_second_signal_ends_the_process_with_the_signals_default_action():
         """
         import os, signal
         from pahs_export.signals import interrupted, termination_handlers
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not ignored, whatever the test runner inherited
         with termination_handlers():
             os.kill(os.getpid(), signal.SIGTERM)
             assert interrupted() == signal.SIGTERM
