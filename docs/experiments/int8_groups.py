@@ -52,7 +52,7 @@ if __name__ == "__main__":
             art = read_artifact(
                 artifact_from_model(
                     model,
-                    Path(tmp),
+                    Path(tmp) / "int8",
                     source={"kind": "default"},
                     precision="int8",
                     int8=options,
