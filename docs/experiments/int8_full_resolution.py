@@ -12,7 +12,6 @@ holding the reconstructor) of the cpu target at 640x352 is timed through ONNX Ru
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -28,6 +27,7 @@ from pahs_export.verify import TOLERANCES, verify_backend
 from pahs_export.weights import default_checkpoint
 from runtime.backends.openvino_backend import OpenVINOBackend
 from runtime.backends.ort_backend import OnnxRuntimeBackend
+from runtime.bench.measure import interleaved_medians
 from runtime.bench.variants import cpu_description
 
 
@@ -69,11 +69,6 @@ if __name__ == "__main__":
         inputs = [torch.rand(geometry.shape(name, 1, 352, 640)) for name in ROLES["fuse"].inputs]
         for backend in (OnnxRuntimeBackend, OpenVINOBackend):
             opened = {excluded: backend(arts["cpu", excluded]) for excluded in (False, True)}
-            times: dict[bool, list[float]] = {excluded: [] for excluded in opened}
-            for _ in range(9):
-                for excluded, b in opened.items():
-                    start = time.perf_counter()
-                    b.run("fuse", *inputs)
-                    times[excluded].append(time.perf_counter() - start)
-            medians = ", ".join(f"{LABELS[e]} {1000 * statistics.median(t[2:]):.1f} ms" for e, t in times.items())
+            seconds = interleaved_medians({e: lambda b=b: b.run("fuse", *inputs) for e, b in opened.items()})
+            medians = ", ".join(f"{LABELS[e]} {1000 * s:.1f} ms" for e, s in seconds.items())
             print(f"fuse step at 640x352, cpu target, {backend.name}: {medians}", flush=True)

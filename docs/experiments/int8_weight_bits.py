@@ -9,10 +9,8 @@ is timed (median of 7 after 2 warm-ups, the two graphs interleaved). CHECKPOINT:
 weights; the default calibration set.
 """
 
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -28,6 +26,7 @@ from pahs_export.verify import TOLERANCES, verify_backend
 from pahs_export.weights import default_checkpoint
 from runtime.backends.openvino_backend import OpenVINOBackend
 from runtime.backends.ort_backend import OnnxRuntimeBackend
+from runtime.bench.measure import interleaved_medians
 from runtime.bench.variants import cpu_description
 
 BACKENDS = (OnnxRuntimeBackend, OpenVINOBackend)
@@ -61,11 +60,6 @@ if __name__ == "__main__":
         inputs = [torch.rand(arts[8].geometry.shape(name, 1, 352, 640)) for name in ROLES["forward"].inputs]
         for backend in BACKENDS:
             opened = {bits: backend(art) for bits, art in arts.items()}
-            times: dict[int, list[float]] = {bits: [] for bits in opened}
-            for _ in range(9):
-                for bits, b in opened.items():
-                    start = time.perf_counter()
-                    b.run("forward", *inputs)
-                    times[bits].append(time.perf_counter() - start)
-            medians = ", ".join(f"{bits}-bit {1000 * statistics.median(t[2:]):.1f} ms" for bits, t in times.items())
+            seconds = interleaved_medians({bits: lambda b=b: b.run("forward", *inputs) for bits, b in opened.items()})
+            medians = ", ".join(f"{bits}-bit {1000 * s:.1f} ms" for bits, s in seconds.items())
             print(f"forward step at 640x352, {backend.name}: {medians}", flush=True)

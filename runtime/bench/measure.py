@@ -10,8 +10,9 @@ from __future__ import annotations
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -20,6 +21,8 @@ from pahs_export.info import model_info
 from ..backends import Backend, BackendWrapper, StepOutputs
 from ..driver import restore_stream
 from ..io import VideoInfo, open_input, open_output
+
+K = TypeVar("K", bound=Hashable)
 
 DEFAULT_FRAMES = 24  # frames per repetition
 DEFAULT_REPS = 3  # repetitions; the median is reported
@@ -36,6 +39,20 @@ def median_seconds(run: Callable[[], object], reps: int) -> float:
         run()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def interleaved_medians(runs: Mapping[K, Callable[[], object]], reps: int = 7, warmup: int = 2) -> dict[K, float]:
+    """Median wall time in seconds of each of ``runs``, timed in turn (``warmup`` untimed rounds, then ``reps``
+    timed ones, each round calling every run once), so that a machine's drift over time (other jobs, clock
+    changes) falls on all of them alike and their ratio stays fair."""
+    times: dict[K, list[float]] = {key: [] for key in runs}
+    for round_ in range(warmup + reps):
+        for key, run in runs.items():
+            t = time.perf_counter()
+            run()
+            if round_ >= warmup:
+                times[key].append(time.perf_counter() - t)
+    return {key: statistics.median(t) for key, t in times.items()}
 
 
 def matmul_ceiling(threads: int | None = None, n: int = 2048, reps: int = 5) -> float:
