@@ -10,6 +10,7 @@ is exported on first use by :func:`pahs.open_backend`, a layer above.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from pahs_export.artifact import MANIFEST, ONNX_FORMAT, TENSORRT_FORMAT, read_artifact, read_manifest
@@ -48,29 +49,36 @@ def engine_kind(path: Path) -> str:
     )
 
 
-def _open_torch(
-    engine: Path | None,
-    kind: str | None,
-    device: str,
-    cuda_graphs: bool = False,
-    autocast: str | None = None,
-    threads: int | None = None,
-) -> Backend:
-    parse_device(device)  # before loading anything: a CUDA device must be usable here
-    if kind == "checkpoint":
-        model = load_model(engine)
-    elif kind == "onnx":  # the reference the artifact was exported from
-        art = read_artifact(engine)
+@dataclass(frozen=True)
+class OpenRequest:
+    """What an opener in :data:`OPENERS` is asked to open (checked by :func:`open_backend` first)."""
+
+    engine: Path | None  # the --engine path; None: the default weights
+    kind: str | None  # engine_kind(engine), one of ENGINE_KINDS; None without an engine
+    device: str  # "cpu", "cuda" or "cuda:N"
+    cuda_graphs: bool = False  # capture and replay CUDA graphs (tensorrt, torch on cuda)
+    autocast: str | None = None  # "fp16"/"bf16" autocast of the torch backend; None: none
+    threads: int | None = None  # CPU threads of a step; None: the runtime's default
+
+
+def _open_torch(r: OpenRequest) -> Backend:
+    parse_device(r.device)  # before loading anything: a CUDA device must be usable here
+    if r.kind == "checkpoint":
+        model = load_model(r.engine)
+    elif r.kind == "onnx":  # the reference the artifact was exported from
+        art = read_artifact(r.engine)
         model = reference_model(art)
-    elif kind is None:
+    elif r.kind is None:
         model, _ = resolve_model(None, None)
     else:
-        raise PahsError(f"the torch backend runs checkpoints and ONNX artifacts' source weights, found a {kind} engine")
-    if threads:  # process-wide in torch: the worker or script that asks for it owns the process
+        raise PahsError(
+            f"the torch backend runs checkpoints and ONNX artifacts' source weights, found a {r.kind} engine"
+        )
+    if r.threads:  # process-wide in torch: the worker or script that asks for it owns the process
         import torch
 
-        torch.set_num_threads(threads)
-    return TorchBackend(model, device, autocast=autocast, cuda_graphs=cuda_graphs)
+        torch.set_num_threads(r.threads)
+    return TorchBackend(model, r.device, autocast=r.autocast, cuda_graphs=r.cuda_graphs)
 
 
 def _no_autocast(name: str, autocast: str | None) -> None:
@@ -81,73 +89,51 @@ def _no_autocast(name: str, autocast: str | None) -> None:
         )
 
 
-def _open_onnxruntime(
-    engine: Path | None,
-    kind: str | None,
-    device: str,
-    cuda_graphs: bool = False,
-    autocast: str | None = None,
-    threads: int | None = None,
-) -> Backend:
-    _no_autocast("onnxruntime", autocast)
-    if cuda_graphs:
+def _open_onnxruntime(r: OpenRequest) -> Backend:
+    _no_autocast("onnxruntime", r.autocast)
+    if r.cuda_graphs:
         raise PahsError(
             "expected --cuda-graphs with the tensorrt or torch backend on cuda, found onnxruntime "
             "(its tensors stay on the CPU); drop --cuda-graphs or pick --backend tensorrt/torch"
         )
-    if kind is None:
+    if r.kind is None:
         raise PahsError(
             "expected an ONNX artifact for the onnxruntime backend, found no engine; pass one, or use "
             "pahs.open_backend(), which exports the default weights on first use"
         )
-    if kind != "onnx":
+    if r.kind != "onnx":
         raise PahsError(
-            f"the onnxruntime backend runs ONNX artifact folders, found a {kind} engine at {engine}; "
+            f"the onnxruntime backend runs ONNX artifact folders, found a {r.kind} engine at {r.engine}; "
             "export one with `pahs-export onnx` or pick --backend "
-            f"{default_backend(kind)}"
+            f"{default_backend(r.kind)}"
         )
     # The backend verifies every graph's sha256 as it loads it (Artifact.verified_bytes).
-    return OnnxRuntimeBackend(read_artifact(engine), device=device, threads=threads)
+    return OnnxRuntimeBackend(read_artifact(r.engine), device=r.device, threads=r.threads)
 
 
-def _open_openvino(
-    engine: Path | None,
-    kind: str | None,
-    device: str,
-    cuda_graphs: bool = False,
-    autocast: str | None = None,
-    threads: int | None = None,
-) -> Backend:
-    _no_autocast("openvino", autocast)
-    if cuda_graphs:
+def _open_openvino(r: OpenRequest) -> Backend:
+    _no_autocast("openvino", r.autocast)
+    if r.cuda_graphs:
         raise PahsError("expected --cuda-graphs with the tensorrt or torch backend on cuda, found openvino (CPU)")
-    if kind != "onnx":
+    if r.kind != "onnx":
         raise PahsError(
-            f"the openvino backend runs ONNX artifact folders, found {engine or 'no --engine'}; export one with "
+            f"the openvino backend runs ONNX artifact folders, found {r.engine or 'no --engine'}; export one with "
             "`pahs-export onnx` and pass it with --engine"
         )
-    return OpenVINOBackend(read_artifact(engine), device=device, threads=threads)
+    return OpenVINOBackend(read_artifact(r.engine), device=r.device, threads=r.threads)
 
 
-def _open_tensorrt(
-    engine: Path | None,
-    kind: str | None,
-    device: str,
-    cuda_graphs: bool = False,
-    autocast: str | None = None,
-    threads: int | None = None,
-) -> Backend:
-    _no_autocast("tensorrt", autocast)  # threads: the GPU runs the steps; nothing of TensorRT's to size
-    if kind != "tensorrt":
+def _open_tensorrt(r: OpenRequest) -> Backend:
+    _no_autocast("tensorrt", r.autocast)  # threads: the GPU runs the steps; nothing of TensorRT's to size
+    if r.kind != "tensorrt":
         raise PahsError(
-            f"the tensorrt backend runs artifacts from `pahs-export trt`, found {engine or 'no --engine'}; "
+            f"the tensorrt backend runs artifacts from `pahs-export trt`, found {r.engine or 'no --engine'}; "
             "build one with `pahs-export trt` and pass it with --engine"
         )
-    return TensorRTBackend(engine, device, cuda_graphs=cuda_graphs)
+    return TensorRTBackend(r.engine, r.device, cuda_graphs=r.cuda_graphs)
 
 
-# opener(engine, kind, device, cuda_graphs, autocast, threads) -> Backend
-OPENERS: dict[str, Callable[[Path | None, str | None, str, bool, str | None, int | None], Backend]] = {
+OPENERS: dict[str, Callable[[OpenRequest], Backend]] = {
     "torch": _open_torch,
     "onnxruntime": _open_onnxruntime,
     "tensorrt": _open_tensorrt,
@@ -186,4 +172,4 @@ def open_backend(
     parse_device(device, check_available=False)  # one line for an unknown device, whichever the backend
     if threads is not None and threads < 1:
         raise PahsError(f"expected --threads of at least 1, found {threads}; leave it out to use every core")
-    return OPENERS[name](path, kind, device, cuda_graphs, autocast, threads)
+    return OPENERS[name](OpenRequest(path, kind, device, cuda_graphs, autocast, threads))
