@@ -24,8 +24,6 @@ import argparse
 import json
 import math
 import os
-import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +40,7 @@ from pahs_export.samples import sample_clip
 from pahs_export.training.highfps import VIDEO_SUFFIXES, blur
 from pahs_export.weights import resolve_model
 from runtime.backends.ort_backend import OnnxRuntimeBackend
+from runtime.bench.variants import cpu_description
 from runtime.driver import forward_states, restore_range, restore_stream
 from runtime.segments import plan_segments
 
@@ -97,19 +96,13 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return math.inf if mse == 0 else 10 * math.log10(1 / mse)
 
 
-def cpu_description() -> dict:
-    """lscpu's model and the vector instruction sets that matter to ONNX Runtime's kernels."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        text = ""
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    flags = fields.get("Flags", "").split()
-    wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile")
+def machine() -> dict:
+    """The CPU model and its speed-relevant instruction sets (as pahs-bench reports them), and the load."""
+    model, isa = cpu_description()
     return {
-        "model": fields.get("Model name", platform.processor()).strip(),
+        "model": model,
         "cpus": os.cpu_count(),
-        "instruction_sets": [f for f in wanted if f in flags],
+        "instruction_sets": isa.split(),
         "load_average_at_start": os.getloadavg()[0],
     }
 
@@ -138,7 +131,7 @@ def main() -> None:
     k, n = args.chunk, args.lookahead
     warmups = [int(w) for w in args.warmups.split(",")]
     started_all = time.monotonic()
-    cpu = cpu_description()
+    cpu = machine()
     if args.data is not None:
         clip, content = x4k_clip(args.data, width, height, args.window, args.stride)
     else:
