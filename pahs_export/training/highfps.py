@@ -104,8 +104,16 @@ def _tensor(x: np.ndarray) -> torch.Tensor:
 
 def heldout_sequences(root: str | Path, protocol: Protocol = PROTOCOL) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     """(name, blurry, sharp) for every held-out clip and blur size, e.g. ``TEST01/medium``; [T,3,H,W] float32."""
+    return protocol_sequences(root, "heldout", protocol)
+
+
+def protocol_sequences(
+    root: str | Path, split: str, protocol: Protocol = PROTOCOL
+) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """:func:`heldout_sequences` of the clips of ``split`` ("heldout" or "train": the evaluation windows applied
+    to the training clips, to compare the gain on seen and unseen footage)."""
     out = []
-    for path in find_clips(root, "heldout"):
+    for path in find_clips(root, split):
         linear = read_linear(path, protocol.scale, protocol.gamma)
         for size, window in protocol.eval_windows:
             blurry, sharp = blur(linear, window, protocol.stride, protocol.gamma)

@@ -8,7 +8,15 @@ import pytest
 
 from pahs_export import PahsError
 from pahs_export.training.evaluate import dataset_sequences
-from pahs_export.training.highfps import PROTOCOL, HighFpsClips, MixedClips, blur, find_clips, read_linear
+from pahs_export.training.highfps import (
+    PROTOCOL,
+    HighFpsClips,
+    MixedClips,
+    blur,
+    find_clips,
+    protocol_sequences,
+    read_linear,
+)
 
 
 def write_clip(path, frames: int = 33, width: int = 96, height: int = 64) -> None:
@@ -62,6 +70,11 @@ def test_held_out_evaluation_sequences(root):
     for _, blurry, sharp in seqs:
         assert blurry.shape == sharp.shape and blurry.shape[1:] == (3, 32, 48)
         assert float((blurry - sharp).abs().mean()) > 0  # the square moved: real blur
+
+
+def test_the_evaluation_protocol_applies_to_the_training_clips_too(root):
+    names = [name for name, _, _ in protocol_sequences(root, "train")]
+    assert names == [f"{clip}/{size}" for clip in ("TEST02", "TEST03") for size, _ in PROTOCOL.eval_windows]
 
 
 def test_training_clips_are_reproducible_crops(root):
