@@ -62,9 +62,8 @@ def gain(report: str | None) -> tuple[float, dict[str, float]] | None:
     if report is None:
         return None
     data = json.loads((RESULTS / report).read_text())
-    groups = {
-        name: g["restored_psnr"] - g["blurry_psnr"] for name, g in data.get("groups", {}).items()
-    }  # older reports: overall only
+    # reports older than the blur-magnitude groups have the overall figure only
+    groups = {name: g["restored_psnr"] - g["blurry_psnr"] for name, g in data.get("groups", {}).items()}
     overall = data["overall"]
     return overall["restored_psnr"] - overall["blurry_psnr"], groups
 
@@ -90,7 +89,8 @@ def curve() -> list[dict]:
 
 def doubling_gains(rows: list[dict], key: str, start: int) -> list[dict]:
     """Gain added between consecutive checkpoints after ``rows[start]``, per doubling of the training time
-    counted from ``rows[start]`` (the first checkpoint's gain over ``rows[start]`` is listed without a rate)."""
+    counted from ``rows[start]``. The first checkpoint after ``rows[start]`` is only a base: its own gain over
+    ``rows[start]`` has no doubling to divide by (time counted from ``rows[start]`` starts at zero)."""
     hours0, out = rows[start]["hours"], []
     points = [r for r in rows[start + 1 :] if r[key] is not None]
     for before, after in itertools.pairwise(points):
