@@ -4,14 +4,17 @@
                                               [--png docs/results/training-curve.png]
 
 Reads the committed `pahs-eval` reports (docs/results/eval-*.json) of each checkpoint on the shipped weights'
-lineage, in training order, and prints, per checkpoint, the cumulative training steps, the hours of a 2-core
-machine they took, and the gain over the blurry input on the 14 held-out synthetic sequences and on the 15
-held-out real X4K sequences. Nothing is trained or evaluated here; the reports are what `pahs-eval` wrote.
+lineage and of the runs continuing it, and prints, per checkpoint, the cumulative training steps, the hours of
+a 2-core machine they took, and the gain over the blurry input on the 14 held-out synthetic sequences and on the
+15 held-out real X4K sequences. Nothing is trained or evaluated here; the reports are what `pahs-eval` wrote.
 
 Hours are steps times each stage's seconds per step on the machine that ran it (2 threads): stages 1-3 their
-logged wall time over their steps (AVX-512 machines, bf16 from stage 2 on); the real-footage stages 3.3 s/step,
+logged wall time over their steps (AVX-512 machines, bf16 from stage 2 on); stages 4b and 4c 3.3 s/step,
 measured with nothing else running on the AVX2 EPYC (their logged wall time is inflated by other jobs sharing
-the two cores). The untrained model is the identity (last convolution zero-initialised): 0 dB by construction.
+the two cores); stage 4d the logged wall time of its first 1500 steps, run alone on an AMX Xeon (bf16;
+evaluations shared the cores later). As the stages ran on machines of different speeds, the returns of
+real-footage training are counted per doubling of its steps, not of hours.
+The untrained model is the identity (last convolution zero-initialised): 0 dB by construction.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ SECONDS_PER_STEP = {
     "3": 7791 / 4000,  # bf16, part of it on one thread beside other work, logged wall time
     "4b": 3.3,  # FP32 on the AVX2 EPYC (no native bf16), X4K clips mixed in, measured alone
     "4c": 3.3,  # the same
+    "4d": 987 / 1500,  # bf16 on the AMX Xeon, X4K clips mixed in, logged wall time of steps 1-1500 (alone)
 }
 TARGETS_DB = {"synthetic": 2.0, "x4k": 1.5}  # issue #17
 
@@ -43,17 +47,39 @@ class Checkpoint:
     steps: int  # steps trained in this stage up to this checkpoint
     synthetic: str | None  # pahs-eval report on the held-out synthetic set, under docs/results
     x4k: str | None  # pahs-eval report on the held-out real X4K clips
+    after: str | None = None  # label of the checkpoint a new stage starts from (None: the entry before it)
+    # taken before its schedule's learning rate had decayed: plotted, but not used for the returns of training
+    mid_schedule: bool = False
 
 
 # The lineage of the shipped weights, then the runs continuing it. Stages restart a cosine schedule from the
-# previous stage's weights; steps accumulate along the lineage.
+# weights they start from; steps accumulate along the lineage. 4c and 4d both start from the shipped weights.
 LINEAGE = [
     Checkpoint("stage 1", "1", 1750, "eval-pahs-t-stage1.json", "eval-x4k-pahs-t-stage1.json"),
     Checkpoint("stage 2", "2", 4500, "eval-pahs-t-stage2.json", "eval-x4k-pahs-t-stage2.json"),
     Checkpoint("stage 3", "3", 4000, "eval-pahs-t-stage3.json", "eval-x4k-pahs-t-stage3.json"),
-    Checkpoint("stage 4b, step 750", "4b", 750, "eval-pahs-t-stage4b-750.json", "eval-x4k-pahs-t-stage4b-750.json"),
+    Checkpoint(
+        "stage 4b, step 750",
+        "4b",
+        750,
+        "eval-pahs-t-stage4b-750.json",
+        "eval-x4k-pahs-t-stage4b-750.json",
+        mid_schedule=True,
+    ),
     Checkpoint("stage 4b, step 1500", "4b", 1500, "eval-pahs-t-stage4b-1500.json", "eval-x4k-pahs-t-stage4b-1500.json"),
     Checkpoint("stage 4c, step 1500", "4c", 1500, "eval-pahs-t-stage4c-1500.json", "eval-x4k-pahs-t-stage4c-1500.json"),
+    *(
+        Checkpoint(
+            f"stage 4d, step {n}",
+            "4d",
+            n,
+            f"eval-pahs-t-stage4d-{n}.json",
+            f"eval-x4k-pahs-t-stage4d-{n}.json",
+            after="stage 4b, step 1500",
+            mid_schedule=n < 6000,
+        )
+        for n in (1500, 3000, 4500, 6000)
+    ),
 ]
 
 
@@ -69,32 +95,53 @@ def gain(report: str | None) -> tuple[float, dict[str, float]] | None:
 
 
 def curve() -> list[dict]:
-    rows = [{"label": "untrained (identity)", "steps": 0, "hours": 0.0, "synthetic_db": 0.0, "x4k_db": 0.0}]
-    steps, seconds, stage_start = 0, 0.0, (0, 0.0)
-    previous_stage = None
+    """One row per checkpoint: cumulative steps and hours along its own lineage, the gains, and ``parent`` (the
+    label of the checkpoint it was trained from)."""
+    rows = [
+        {"label": "untrained (identity)", "parent": None, "steps": 0, "hours": 0.0, "synthetic_db": 0.0, "x4k_db": 0.0}
+    ]
+    by_label = {rows[0]["label"]: rows[0]}
+    last_of_stage: dict[str, dict] = {}
     for c in LINEAGE:
-        if c.stage != previous_stage:  # a new stage starts from the end of the previous one
-            stage_start, previous_stage = (steps, seconds), c.stage
-        steps = stage_start[0] + c.steps
-        seconds = stage_start[1] + c.steps * SECONDS_PER_STEP[c.stage]
-        row: dict = {"label": c.label, "steps": steps, "hours": seconds / 3600}
+        if c.stage in last_of_stage:  # later checkpoint of a stage: count from the stage's start
+            first = next(r for r in rows if r.get("stage") == c.stage)
+            start = by_label[first["parent"]]
+            parent = last_of_stage[c.stage]
+        else:  # a new stage starts from the checkpoint named, or from the entry before it
+            start = parent = by_label[c.after] if c.after else rows[-1]
+        row: dict = {
+            "label": c.label,
+            "stage": c.stage,
+            "parent": parent["label"],
+            "steps": start["steps"] + c.steps,
+            "hours": start["hours"] + c.steps * SECONDS_PER_STEP[c.stage] / 3600,
+            "mid_schedule": c.mid_schedule,
+        }
         for key, report in (("synthetic", c.synthetic), ("x4k", c.x4k)):
             g = gain(report)
             row[f"{key}_db"] = None if g is None else g[0]
             row[f"{key}_db_by_blur"] = None if g is None else g[1]
             row[f"{key}_report"] = report
         rows.append(row)
+        by_label[c.label] = last_of_stage[c.stage] = row
     return rows
 
 
-def doubling_gains(rows: list[dict], key: str, start: int) -> list[dict]:
-    """Gain added between consecutive checkpoints after ``rows[start]``, per doubling of the training time
-    counted from ``rows[start]``. The first checkpoint after ``rows[start]`` is only a base: its own gain over
-    ``rows[start]`` has no doubling to divide by (time counted from ``rows[start]`` starts at zero)."""
-    hours0, out = rows[start]["hours"], []
-    points = [r for r in rows[start + 1 :] if r[key] is not None]
+def path_to(rows: list[dict], label: str) -> list[dict]:
+    """The checkpoints from the untrained model to ``label``, following each one's parent."""
+    by_label = {r["label"]: r for r in rows}
+    out = [by_label[label]]
+    while out[-1]["parent"] is not None:
+        out.append(by_label[out[-1]["parent"]])
+    return out[::-1]
+
+
+def doubling_gains(points: list[dict], key: str, steps0: int) -> list[dict]:
+    """Gain added between consecutive ``points`` (in order of steps), per doubling of the training steps counted
+    from ``steps0``. The first point is only a base: its own gain has no doubling to divide by."""
+    out = []
     for before, after in itertools.pairwise(points):
-        doublings = math.log2((after["hours"] - hours0) / (before["hours"] - hours0))
+        doublings = math.log2((after["steps"] - steps0) / (before["steps"] - steps0))
         out.append(
             {"from": before["label"], "to": after["label"], "db": after[key] - before[key], "doublings": doublings}
         )
@@ -102,9 +149,9 @@ def doubling_gains(rows: list[dict], key: str, start: int) -> list[dict]:
 
 
 def projections(last_db: float, steps: list[dict], target: float) -> dict:
-    """Where the gain goes with more doublings of training time, from the last two per-doubling rates:
-    ``limit_db`` if each doubling adds the same fraction of the one before (a geometric series: what the rates
-    measured so far do), and ``doublings_to_target`` if each adds as much as the last (optimistic)."""
+    """Where the gain goes with more doublings of training, from the last two per-doubling rates:
+    ``limit_db`` if each doubling adds the same fraction of the one before (a geometric series), and
+    ``doublings_to_target`` if each adds as much as the last (optimistic)."""
     rates = [s["db"] / s["doublings"] for s in steps]
     out: dict = {"db_per_doubling": rates}
     if rates and rates[-1] > 0:
@@ -122,20 +169,40 @@ def plot(rows: list[dict], path: Path, real_from: float) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    by_label = {r["label"]: r for r in rows}
+    main = {r["label"] for r in path_to(rows, rows[-1]["label"])}
     fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=120)
     for key, name, colour in (
         ("synthetic_db", "held-out synthetic (14)", "tab:blue"),
         ("x4k_db", "held-out real X4K (15)", "tab:red"),
     ):
         points = [r for r in rows if r[key] is not None]
-        ax.plot([r["hours"] for r in points], [r[key] for r in points], "o-", color=colour, label=name)
+        for r in points:  # one segment from each checkpoint's parent: side branches show as such
+            parent = by_label.get(r["parent"] or "")
+            if parent is not None and parent[key] is not None:
+                style = "-" if r["label"] in main else ":"
+                ax.plot([parent["hours"], r["hours"]], [parent[key], r[key]], style, color=colour, lw=1.2)
+        for mid in (False, True):
+            some = [r for r in points if r.get("mid_schedule", False) == mid]
+            ax.plot(
+                [r["hours"] for r in some],
+                [r[key] for r in some],
+                "o",
+                color=colour,
+                mfc="white" if mid else colour,
+                ms=4,
+                label=None if mid else name,
+            )
+        for r in points:
+            if r["label"] not in main:
+                ax.annotate(r["stage"], (r["hours"], r[key]), textcoords="offset points", xytext=(4, 4), fontsize=7)
     for key, colour in (("synthetic", "tab:blue"), ("x4k", "tab:red")):
         ax.axhline(TARGETS_DB[key], color=colour, ls="--", lw=1)
     ax.axvline(real_from, color="grey", ls=":", lw=1)
     ax.text(real_from, 0.05, " real footage\n joins training", color="grey", fontsize=8, va="bottom")
-    ax.set_xlabel("training time (hours of a 2-core CPU machine)")
+    ax.set_xlabel("training time (hours of the 2-core CPU machine each stage ran on)")
     ax.set_ylabel("gain over the blurry input (dB)")
-    ax.set_title("pahs-t: held-out gain against training time (dashed: targets)")
+    ax.set_title("pahs-t: held-out gain against training time (dashed: targets; hollow: mid-schedule)", fontsize=9)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
@@ -154,20 +221,23 @@ def main() -> None:
         syn = "" if r["synthetic_db"] is None else f"{r['synthetic_db']:+.2f}"
         x4k = "" if r["x4k_db"] is None else f"{r['x4k_db']:+.2f}"
         print(f"{r['label']:<22} {r['steps']:>6} {r['hours']:>6.2f} {syn:>10} {x4k:>9}")
-    real_start = next(i for i, r in enumerate(rows) if r["label"].startswith("stage 4")) - 1
-    steps = doubling_gains(rows, "x4k_db", real_start)
-    last = rows[-1]
+    # The returns of real-footage training: the checkpoints at the end of a schedule, by how many steps of it
+    # they had since stage 3 (4c and 4d both continue 4b; steps, not hours, as the machines differed).
+    start = next(r for r in rows if r["label"] == "stage 3")
+    points = sorted(
+        (r for r in rows if r.get("stage", "").startswith("4") and not r["mid_schedule"] and r["x4k_db"] is not None),
+        key=lambda r: r["steps"],
+    )
+    steps = doubling_gains(points, "x4k_db", start["steps"])
+    last = points[-1]
     projection = projections(last["x4k_db"], steps, TARGETS_DB["x4k"])
     summary = {
         "targets_db": TARGETS_DB,
         "seconds_per_step": SECONDS_PER_STEP,
         "checkpoints": rows,
-        "x4k_since_real_footage": {"steps": steps, **projection},
+        "x4k_since_real_footage": {"points": [r["label"] for r in points], "steps": steps, **projection},
     }
-    print(
-        f"real X4K, after real footage joined training ({rows[real_start]['label']}, "
-        f"{rows[real_start]['hours']:.2f} h):"
-    )
+    print("real X4K, per doubling of real-footage steps (schedule ends only):")
     for step, rate in zip(steps, projection["db_per_doubling"], strict=True):
         print(
             f"  {step['from']} -> {step['to']}: {step['db']:+.2f} dB in {step['doublings']:.2f} doublings "
@@ -180,16 +250,20 @@ def main() -> None:
         )
     if "doublings_to_target_at_the_last_rate" in projection:
         n = projection["doublings_to_target_at_the_last_rate"]
-        hours = rows[real_start]["hours"] + (last["hours"] - rows[real_start]["hours"]) * 2**n
+        real_steps = (last["steps"] - start["steps"]) * 2**n
+        # at the fastest rate measured for real-footage training (the last stage's)
+        hours = real_steps * SECONDS_PER_STEP[last["stage"]] / 3600
+        projection["real_footage_steps_to_target_at_the_last_rate"] = real_steps
         projection["hours_to_target_at_the_last_rate"] = hours
         print(
             f"  even if every further doubling added {projection['db_per_doubling'][-1]:+.2f} dB: {n:.1f} more "
-            f"doublings, {hours:.0f} hours in all"
+            f"doublings, {real_steps:.0f} steps of real-footage training, {hours:.0f} hours at "
+            f"{SECONDS_PER_STEP[last['stage']]:.2f} s/step"
         )
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1) + "\n")
     if args.png:
-        plot(rows, args.png, rows[real_start]["hours"])
+        plot(rows, args.png, start["hours"])
 
 
 if __name__ == "__main__":
