@@ -152,7 +152,8 @@ def test_tiny_frames_refused_and_16_accepted(tmp_path, artifact):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_run_leaves_nothing(tmp_path, artifact, sig):
-    src = make_video(tmp_path / "in.mp4", n=400, width=128, height=96)
+    # long enough that a fast CPU is still inside the run when the signal comes (400 frames was not, on AMX)
+    src = make_video(tmp_path / "in.mp4", n=1200, width=128, height=96)
     code = "import sys; from runtime.cli import main; sys.argv[0] = 'pahs-run'; sys.exit(main())"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(src), "--engine", str(artifact), "-o", str(tmp_path / "out.mp4"), "-q"],
@@ -163,7 +164,7 @@ def test_interrupted_run_leaves_nothing(tmp_path, artifact, sig):
     deadline = time.time() + 120
     while time.time() < deadline and not any(p.name.startswith(".out.mp4.partial") for p in tmp_path.iterdir()):
         time.sleep(0.2)
-    time.sleep(1.0)  # well inside the run
+    time.sleep(0.5)  # well inside the run
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "Traceback" not in err
