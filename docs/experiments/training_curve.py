@@ -102,13 +102,12 @@ def curve() -> list[dict]:
     ]
     by_label = {rows[0]["label"]: rows[0]}
     last_of_stage: dict[str, dict] = {}
+    start_of_stage: dict[str, dict] = {}  # the checkpoint each stage was trained from
     for c in LINEAGE:
-        if c.stage in last_of_stage:  # later checkpoint of a stage: count from the stage's start
-            first = next(r for r in rows if r.get("stage") == c.stage)
-            start = by_label[first["parent"]]
-            parent = last_of_stage[c.stage]
-        else:  # a new stage starts from the checkpoint named, or from the entry before it
-            start = parent = by_label[c.after] if c.after else rows[-1]
+        if c.stage not in start_of_stage:  # a new stage starts from the checkpoint named, or the entry before it
+            start_of_stage[c.stage] = by_label[c.after] if c.after else rows[-1]
+        start = start_of_stage[c.stage]
+        parent = last_of_stage.get(c.stage, start)
         row: dict = {
             "label": c.label,
             "stage": c.stage,
