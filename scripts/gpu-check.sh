@@ -43,8 +43,8 @@ step() {  # step NAME COMMAND...: run, log to RESULTS/NAME.log, remember a failu
     echo "gpu-check: $name: exit $status after $((SECONDS - started)) s" >&2
     [ "$status" -eq 0 ] || failed+=("$name")
 }
-pahs_run() { python3 -c 'import sys; from runtime.cli import main; sys.argv[0] = "pahs-run"; sys.exit(main())' "$@"; }
-pahs_bench() { python3 -c 'import sys; from runtime.bench.cli import main; sys.argv[0] = "pahs-bench"; sys.exit(main())' "$@"; }
+pahs_run() { python3 -c 'import sys; from pahs.cli.run import main; sys.argv[0] = "pahs-run"; sys.exit(main())' "$@"; }
+pahs_bench() { python3 -c 'import sys; from pahs.cli.bench import main; sys.argv[0] = "pahs-bench"; sys.exit(main())' "$@"; }
 
 if [ "$mode" = "--cpu" ]; then
     step pytest-gpu python3 -m pytest -m "gpu and not trt" -q -p no:cacheprovider tests/runtime/backends/test_resident.py

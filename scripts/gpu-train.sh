@@ -42,7 +42,7 @@ start=(--init pahs_export/weights/pahs-t.safetensors --seed 20 "${settings[@]}" 
 [ -f "$run/train_state.pt" ] && start=()  # a run is there: its own settings continue it
 echo "gpu-train: pahs-train -o $run --resume${start[*]:+ ${start[*]}} (for $seconds s)" >&2
 timeout -s TERM -k 120 "$seconds" python3 -c \
-    'import sys; from pahs_export.training.cli import train_main; sys.argv[0] = "pahs-train"; sys.exit(train_main())' \
+    'import sys; from pahs.cli.train import train_main; sys.argv[0] = "pahs-train"; sys.exit(train_main())' \
     -o "$run" --resume "${start[@]}" 2>&1 | tee "$results/train-gpu.log"
 status=${PIPESTATUS[0]}
 # 0: the schedule finished; 124 (timeout's) or 143 (128 + SIGTERM): stopped at the time limit

@@ -1,5 +1,5 @@
 """Every command spells every option the same way: walked over every console script and subcommand, in-process
-through each module's ``main(argv) -> int`` (pahs_export.cli_common's conventions).
+through each module's ``main(argv) -> int`` (pahs.cli.common's conventions).
 
 - ``--version`` works everywhere (exit 0, one line naming the program and the libraries that matter);
 - a usage error (unknown option, missing argument, bad value) is one line on stderr and exit status 2;
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from pahs_export.cli_common import DEVICES_TEXT, completion_var, version_line
+from pahs.cli.common import DEVICES_TEXT, completion_var, version_line
 from pahs_export.contract import PRECISIONS
 from pahs_export.precision import CALIBRATION_METHODS, INT8_TARGETS
 from pahs_export.presets import PRESETS
@@ -30,11 +30,11 @@ from runtime.io import OUTPUT_CODECS, OUTPUT_FORMATS
 ROOT = Path(__file__).resolve().parents[1]
 # console script -> (module, its Typer app, its main(argv) -> int); pyproject's [project.scripts] must match.
 PROGRAMS = {
-    "pahs-export": ("pahs_export.cli", "app", "main"),
-    "pahs-run": ("runtime.cli", "app", "main"),
-    "pahs-bench": ("runtime.bench.cli", "app", "main"),
-    "pahs-train": ("pahs_export.training.cli", "train_app", "train_main"),
-    "pahs-eval": ("pahs_export.training.cli", "eval_app", "eval_main"),
+    "pahs-export": ("pahs.cli.export", "app", "main"),
+    "pahs-run": ("pahs.cli.run", "app", "main"),
+    "pahs-bench": ("pahs.cli.bench", "app", "main"),
+    "pahs-train": ("pahs.cli.train", "train_app", "train_main"),
+    "pahs-eval": ("pahs.cli.train", "eval_app", "eval_main"),
 }
 
 

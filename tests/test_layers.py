@@ -36,16 +36,16 @@ GROUPS: dict[str, tuple[int, tuple[str, ...]]] = {
         (
             "pahs",
             "pahs_export.verify",
-            "pahs_export.cli",
-            "pahs_export.cli_common",
-            "pahs_export.training.cli",
-            "runtime.cli",
-            "runtime.bench.cli",
+            "pahs.cli.export",
+            "pahs.cli.common",
+            "pahs.cli.train",
+            "pahs.cli.run",
+            "pahs.cli.bench",
             "runtime.bench.variants",
         ),
     ),
 }
-CLI_MODULES = ("pahs_export.cli", "pahs_export.training.cli", "runtime.cli", "runtime.bench.cli")
+CLI_MODULES = ("pahs.cli",)  # the command-line package: imports inside functions keep start-up fast
 
 
 def module_name(path: Path) -> str:

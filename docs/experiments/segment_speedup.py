@@ -36,7 +36,7 @@ import numpy as np
 
 from runtime.bench.variants import cpu_description
 
-RUN = "import sys; from runtime.cli import main; sys.argv[0] = 'pahs-run'; sys.exit(main())"
+RUN = "import sys; from pahs.cli.run import main; sys.argv[0] = 'pahs-run'; sys.exit(main())"
 
 
 def write_clip(path: Path, frames: int, width: int, height: int) -> None:

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
+from pahs.cli.common import library_version
 from pahs.defaults import DEFAULT_SET
 from pahs_export.artifact import read_manifest
 from pahs_export.checkpoint import build_model, load_model, read_metadata, save_checkpoint
-from pahs_export.cli_common import library_version
 from pahs_export.errors import PahsError
 from pahs_export.onnx_export import artifact_from_model
 from pahs_export.precision import Int8Options

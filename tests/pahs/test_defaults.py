@@ -106,7 +106,7 @@ def test_pahs_run_precision_and_aliases(tmp_path, checkpoint):
     for i in range(3):
         image = np.random.default_rng(i).integers(0, 256, (32, 48, 3), dtype=np.uint8)
         Image.fromarray(image).save(frames / f"{i}.png")
-    code = "import sys; from runtime.cli import main; sys.argv[0] = 'pahs-run'; sys.exit(main())"
+    code = "import sys; from pahs.cli.run import main; sys.argv[0] = 'pahs-run'; sys.exit(main())"
     args = [sys.executable, "-c", code, str(frames), "-c", str(checkpoint), "-o", str(tmp_path / "o") + "/"]
     result = subprocess.run([*args, "--fp16"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

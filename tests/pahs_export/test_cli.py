@@ -10,8 +10,8 @@ import traceback
 
 import pytest
 
-from pahs_export.cli import main as export_main
-from runtime.cli import main as run_main
+from pahs.cli.export import main as export_main
+from pahs.cli.run import main as run_main
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -296,7 +296,7 @@ def test_trt_refuses_cpu_target(int8_cpu):
     import subprocess
     import sys
 
-    code = "import sys; from pahs_export.cli import main; sys.argv[0] = 'pahs-export'; sys.exit(main())"
+    code = "import sys; from pahs.cli.export import main; sys.argv[0] = 'pahs-export'; sys.exit(main())"
     r = subprocess.run(
         [sys.executable, "-c", code, "trt", "--int8", "--onnx", str(int8_cpu)], capture_output=True, text=True
     )

@@ -3,7 +3,7 @@
 Starting Python with torch, ONNX Runtime and PyAV takes seconds on a 2-core machine, so a test that needs dozens
 of real runs starts this module once as a script (``python runtime_faults_helper.py serve``): it imports
 everything, creates no thread pool and no ONNX Runtime session, then for each requested run forks a child that
-calls ``runtime.cli.main(argv)`` exactly as the console script does, with stdout and stderr in files, torch on
+calls ``pahs.cli.run.main(argv)`` exactly as the console script does, with stdout and stderr in files, torch on
 one thread, optionally a file-size limit (RLIMIT_FSIZE, with SIGXFSZ ignored so that writes fail with EFBIG, as
 on a full disk) and a signal sent after a delay. Termination signals are blocked around the fork and unblocked
 in the child once its handlers are in place, so a signal sent at any delay, even 0, reaches the run's handler
@@ -165,7 +165,7 @@ def _child(spec: dict[str, Any], out: str, err: str) -> None:
 
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
             resource.setrlimit(resource.RLIMIT_FSIZE, (spec["fsize"], resource.RLIM_INFINITY))
-        from runtime.cli import main
+        from pahs.cli.run import main
         from runtime.io import termination_handlers
 
         with termination_handlers():
@@ -245,9 +245,7 @@ def serve() -> None:
     import torch  # noqa: F401
     import tqdm  # noqa: F401
 
-    import pahs  # noqa: F401
     import pahs_export.verify  # noqa: F401
-    import runtime.cli
     import runtime.pipeline  # noqa: F401
 
     print("ready", flush=True)

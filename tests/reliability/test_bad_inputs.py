@@ -87,13 +87,13 @@ def cli_error(result: tuple[int, str, str], prog: str, *fragments: str) -> str:
 
 
 def run_main(args: Sequence[str]) -> tuple[int, str, str]:
-    from runtime.cli import main
+    from pahs.cli.run import main
 
     return cli(main, args)
 
 
 def export_main(args: Sequence[str]) -> tuple[int, str, str]:
-    from pahs_export.cli import main
+    from pahs.cli.export import main
 
     return cli(main, args)
 
@@ -560,7 +560,7 @@ def test_resume_from_a_state_that_is_not_ours(tmp_path, case):
 
 
 def test_pahs_train_resume_with_a_foreign_state_is_one_line(tmp_path):
-    from pahs_export.training.cli import train_main
+    from pahs.cli.train import train_main
 
     run = tmp_path / "run"
     run.mkdir()

@@ -1,6 +1,6 @@
 """`pahs-run` under faults, in real runs: signals at random points, full disks, killed runs.
 
-Every run here is a real ``runtime.cli.main`` in its own process, forked from one server that imported
+Every run here is a real ``pahs.cli.run.main`` in its own process, forked from one server that imported
 everything once (runtime_faults_helper.py), so that dozens of runs fit in well under two minutes on two
 cores. What each test proves is in its docstring. The same behaviours piece by piece, in-process:
 test_runtime_faults_inprocess.py.

@@ -25,8 +25,8 @@ from runtime_faults_helper import make_clip, make_folder
 import pahs_export.files as files
 import runtime.io.threads as threads
 import runtime.pipeline as pipeline
+from pahs.cli.common import entry_point, new_app
 from pahs_export import PahsError, build_model, save_checkpoint
-from pahs_export.cli_common import entry_point, new_app
 from pahs_export.files import AtomicOutput, disk_error, owner_tag, sweep_stale
 from runtime.backends import Backend
 from runtime.engines import open_backend
@@ -70,7 +70,7 @@ def one_line(error: BaseException | str, *fragments: str) -> str:
 
 
 def cli(args: list[str]) -> tuple[int, str, str]:
-    from runtime.cli import main
+    from pahs.cli.run import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

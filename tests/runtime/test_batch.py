@@ -1,6 +1,6 @@
 """`pahs-run` with many inputs on this machine (runtime/batch.py): every output equals the single-file run's, a
 damaged file is reported and the others go on, outputs already there are skipped (a batch resumes), and the
-single-input behaviour is unchanged. `pahs-run` runs in-process here (runtime.cli.main), as a user runs it."""
+single-input behaviour is unchanged. `pahs-run` runs in-process here (pahs.cli.run.main), as a user runs it."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from conftest import make_folder, make_video
 from PIL import Image
 
+from pahs.cli.run import main
 from runtime.batch import BatchProgress, expand_inputs, output_name, plan_batch, summary_lines
-from runtime.cli import main
 from runtime.jobs import JobResult
 from runtime.pipeline import RunOptions
 

@@ -19,7 +19,7 @@ from conftest import make_video
 
 from runtime.constants import default_onnx_backend
 
-RUN = "import sys; from runtime.cli import main; sys.argv[0] = 'pahs-run'; sys.exit(main())"
+RUN = "import sys; from pahs.cli.run import main; sys.argv[0] = 'pahs-run'; sys.exit(main())"
 PAHS_RUN = f"{sys.executable} -c {RUN!r}"
 needs_ffmpeg = pytest.mark.skipif(
     shutil.which("ffmpeg") is None, reason="needs the ffmpeg program: apt-get install ffmpeg (CI installs it)"

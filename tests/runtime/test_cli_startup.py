@@ -15,7 +15,7 @@ from runtime.engines import OPENERS
 
 # Libraries (and the project's own heavy packages) that a path may load only if it uses them.
 HEAVY = ("torch", "onnx", "ml_dtypes", "onnxruntime", "openvino", "tensorrt", "ray", "matplotlib", "scipy")
-HEAVY += ("calibration", "pahs", "pahs_export.checkpoint", "pahs_export.model", "runtime.driver")
+HEAVY += ("calibration", "pahs.api", "pahs.defaults", "pahs_export.checkpoint", "pahs_export.model", "runtime.driver")
 MARK = "LOADED:"
 
 
@@ -29,7 +29,7 @@ def loaded_after(code: str) -> tuple[set[str], subprocess.CompletedProcess[str]]
 
 
 def test_importing_the_command_loads_nothing_heavy():
-    loaded, _ = loaded_after("import runtime.cli")
+    loaded, _ = loaded_after("import pahs.cli.run")
     assert loaded == set()
 
 
@@ -39,7 +39,7 @@ def test_importing_the_command_loads_nothing_heavy():
     ids=["help", "version", "bad-number", "bad-backend"],
 )
 def test_help_version_and_usage_errors_load_nothing_heavy(args, status):
-    loaded, result = loaded_after(f"from runtime.cli import main\nstatus = main({args!r})\nassert status == {status}")
+    loaded, result = loaded_after(f"from pahs.cli.run import main\nstatus = main({args!r})\nassert status == {status}")
     assert loaded == set(), result.stdout + result.stderr
 
 
@@ -48,7 +48,7 @@ def test_a_run_over_an_onnx_artifact_loads_no_exporter(tmp_path, artifact):
     of ml_dtypes), the other backends' libraries, Ray, or the --verify machinery."""
     frames = make_folder(tmp_path / "in", n=3)
     args = [str(frames), "--engine", str(artifact), "-o", str(tmp_path / "out") + "/", "-q"]
-    loaded, _ = loaded_after(f"from runtime.cli import main\nassert main({args!r}) == 0")
+    loaded, _ = loaded_after(f"from pahs.cli.run import main\nassert main({args!r}) == 0")
     default = default_onnx_backend()
     other = {"onnxruntime", "openvino"} - {default}
     assert {"torch", default, "runtime.driver"} <= loaded

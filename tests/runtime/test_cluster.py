@@ -20,8 +20,8 @@ import pytest
 from conftest import make_folder, make_video
 from test_batch import partials, same_frames
 
+from pahs.cli.run import main
 from pahs_export.errors import PahsError
-from runtime.cli import main
 from runtime.cluster import ClusterOptions, WorkerShape, _Worker, remove_partials, worker_shape, worker_threads
 
 GOOD = ("a.mp4", "b.mp4", "c.mp4", "seq")
@@ -164,7 +164,7 @@ def test_cluster_local_starts_and_stops_its_own_ray(tmp_path, inputs, artifact, 
     import subprocess
 
     out = tmp_path / "out"
-    code = "import sys; from runtime.cli import main; sys.argv[0] = 'pahs-run'; sys.exit(main())"
+    code = "import sys; from pahs.cli.run import main; sys.argv[0] = 'pahs-run'; sys.exit(main())"
     args = [str(inputs / "a.mp4"), str(inputs / "seq"), "-e", str(artifact), *ORT, "-o", f"{out}/", "--lossless", "-q"]
     result = subprocess.run(
         [sys.executable, "-c", code, *args, "--cluster", "local", "--workers", "1"],

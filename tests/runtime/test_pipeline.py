@@ -24,7 +24,7 @@ QUIET = RunOptions(progress=False)
 
 
 def pahs_run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from runtime.cli import main; sys.argv[0] = 'pahs-run'; sys.exit(main())"
+    code = "import sys; from pahs.cli.run import main; sys.argv[0] = 'pahs-run'; sys.exit(main())"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout)
 
 
@@ -154,7 +154,7 @@ def test_tiny_frames_refused_and_16_accepted(tmp_path, artifact):
 def test_interrupted_run_leaves_nothing(tmp_path, artifact, sig):
     # long enough that a fast CPU is still inside the run when the signal comes (400 frames was not, on AMX)
     src = make_video(tmp_path / "in.mp4", n=1200, width=128, height=96)
-    code = "import sys; from runtime.cli import main; sys.argv[0] = 'pahs-run'; sys.exit(main())"
+    code = "import sys; from pahs.cli.run import main; sys.argv[0] = 'pahs-run'; sys.exit(main())"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(src), "--engine", str(artifact), "-o", str(tmp_path / "out.mp4"), "-q"],
         stdout=subprocess.PIPE,

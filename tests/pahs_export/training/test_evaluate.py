@@ -43,7 +43,7 @@ def test_pahs_eval_on_a_dataset_folder(tmp_path):
         sharp = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
         Image.fromarray(sharp).save(tmp_path / "data" / "seq1" / "sharp" / f"{i}.png")
         Image.fromarray((sharp // 2 + 64).astype(np.uint8)).save(tmp_path / "data" / "seq1" / "blur" / f"{i}.png")
-    code = "import sys; from pahs_export.training.cli import eval_main; sys.argv[0] = 'pahs-eval'; "
+    code = "import sys; from pahs.cli.train import eval_main; sys.argv[0] = 'pahs-eval'; "
     code += "sys.exit(eval_main())"
     out = tmp_path / "r.json"
     result = subprocess.run(

@@ -102,7 +102,7 @@ def test_pahs_train_stopped_by_sigterm_says_how_to_resume(tmp_path):
         "    os.kill(os.getpid(), signal.SIGTERM)\n"
         "    return real(*a, **k)\n"
         "t.train_step = step\n"
-        "from pahs_export.training.cli import train_main\n"
+        "from pahs.cli.train import train_main\n"
         "sys.exit(train_main())\n"
     )
     args = ["-o", str(out), "--steps", "4", "--batch", "2", "--frames", "2", "--crop", "32", "--workers", "0", "-q"]
@@ -114,7 +114,7 @@ def test_pahs_train_stopped_by_sigterm_says_how_to_resume(tmp_path):
     ]
     assert (out / "last.safetensors").is_file() and (out / "train_state.pt").is_file()
     # exactly the command it says: the run's own settings are read back, nothing needs restating
-    entry = "import sys; from pahs_export.training.cli import train_main; sys.exit(train_main())"
+    entry = "import sys; from pahs.cli.train import train_main; sys.exit(train_main())"
     resumed = subprocess.run(
         [sys.executable, "-c", entry, "-o", str(out), "--resume", "-q"], capture_output=True, text=True, timeout=300
     )

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from runtime.bench.cli import main
+from pahs.cli.bench import main
 from runtime.constants import default_onnx_backend
 
 TINY = ["--sizes", "32x32", "--frames", "3", "--reps", "1", "--lookahead", "1", "--chunk", "2"]

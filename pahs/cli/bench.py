@@ -8,7 +8,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from pahs_export.cli_common import (
+from pahs_export.contract import check_size_multiple
+from pahs_export.presets import DEFAULT_LOOKAHEAD, DEFAULT_PRESET, get_preset
+from runtime.bench.measure import DEFAULT_FRAMES, DEFAULT_REPS, DEFAULT_SIZE
+from runtime.bench.report import plot_fps, table
+from runtime.bench.variants import VARIANTS, Engine, growth_curves, run_bench
+from runtime.driver import DEFAULT_CHUNK
+
+from .common import (
     DebugOpt,
     Preset,
     QuietOpt,
@@ -19,13 +26,6 @@ from pahs_export.cli_common import (
     parse_size,
     values_of,
 )
-from pahs_export.contract import check_size_multiple
-from pahs_export.presets import DEFAULT_LOOKAHEAD, DEFAULT_PRESET, get_preset
-
-from ..driver import DEFAULT_CHUNK
-from .measure import DEFAULT_FRAMES, DEFAULT_REPS, DEFAULT_SIZE
-from .report import plot_fps, table
-from .variants import VARIANTS, Engine, growth_curves, run_bench
 
 DEFAULT_SIZE_TEXT = f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}"
 

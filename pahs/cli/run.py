@@ -27,7 +27,13 @@ from urllib.parse import unquote, urlparse
 
 import typer
 
-from pahs_export.cli_common import (
+from pahs_export.errors import PahsError
+from pahs_export.presets import DEFAULT_LOOKAHEAD
+from pahs_export.signals import termination_handlers
+from runtime.constants import BACKENDS, DEFAULT_CHUNK, DEFAULT_WARMUP, default_onnx_backend
+from runtime.io import OUTPUT_CODECS, OUTPUT_FORMATS, X264_PRESETS
+
+from .common import (
     DebugOpt,
     Fp16Opt,
     Int8Opt,
@@ -41,19 +47,13 @@ from pahs_export.cli_common import (
     precision_option,
     value_of,
 )
-from pahs_export.errors import PahsError
-from pahs_export.presets import DEFAULT_LOOKAHEAD
-from pahs_export.signals import termination_handlers
-
-from .constants import BACKENDS, DEFAULT_CHUNK, DEFAULT_WARMUP, default_onnx_backend
-from .io import OUTPUT_CODECS, OUTPUT_FORMATS, X264_PRESETS
 
 # What imports torch (the backends, the driver, the pipeline, pahs) or Ray is imported where it is used, not
 # here: `pahs-run --help`, `--version` and a mistyped option answer without loading it (tests/runtime/test_cli.py).
 if TYPE_CHECKING:
-    from .backends import Backend as OpenBackend  # `Backend` here is the --backend choices
-    from .cluster import ClusterOptions
-    from .jobs import Job, JobResult
+    from runtime.backends import Backend as OpenBackend  # `Backend` here is the --backend choices
+    from runtime.cluster import ClusterOptions
+    from runtime.jobs import Job, JobResult
 
 app = new_app("Deblur a video (or a folder of frames) with PAHS.")
 VERIFY_ALL = "all"  # what a bare `--verify` stands for
@@ -79,7 +79,7 @@ def parse_lookahead(text: str | None) -> int | None:
 def parse_verify(text: str | None) -> int | bool | None:
     """``--verify``: False when absent, None for every frame (bare ``--verify`` or ``all``), else a count of at
     least 1 (:func:`runtime.pipeline.check_verify_count` says what is wrong otherwise)."""
-    from .pipeline import check_verify_count
+    from runtime.pipeline import check_verify_count
 
     if text is None:
         return False
@@ -111,7 +111,7 @@ def parse_fps(text: str | None) -> Fraction | None:
 def default_output(source: str) -> str:
     """``clip.mp4`` -> ``clip.deblurred.mp4``; a frame folder ``seq/`` -> ``seq.deblurred/``; a URL
     ``https://host/a/clip.mov`` -> ``clip.deblurred.mp4`` in the current folder. Standard input has none."""
-    from .io import source_kind
+    from runtime.io import source_kind
 
     kind = source_kind(source)
     if kind == "stdin" or source.startswith("pipe:"):
@@ -415,10 +415,9 @@ def _run(
     **_: Any,
 ) -> None:
     import pahs
-
-    from .batch import is_batch
-    from .io import check_interrupted
-    from .pipeline import RunOptions, check_options
+    from runtime.batch import is_batch
+    from runtime.io import check_interrupted
+    from runtime.pipeline import RunOptions, check_options
 
     started = time.monotonic()
     if engine is not None and checkpoint is not None:
@@ -588,7 +587,7 @@ def cluster_options(
     """``--cluster``, ``--workers`` and ``--gpus-per-worker`` checked (the counts without --cluster are refused,
     and --cluster without Ray installed), before anything is opened; ``--threads`` N makes each worker reserve
     N CPUs (and run N threads)."""
-    from .cluster import ClusterOptions, check_cluster_options, require_ray
+    from runtime.cluster import ClusterOptions, check_cluster_options, require_ray
 
     if cluster is None:
         counts = (("--workers", workers), ("--gpus-per-worker", gpus_per_worker))
@@ -618,8 +617,8 @@ def execute(
     (:func:`runtime.cluster.run_on_ray`). ``open_backend``: a picklable callable (each worker opens its
     backend with it, once, passing ``threads=``; here it is called with no argument). One result per job, in
     the order of ``jobs``."""
-    from .batch import run_local
-    from .cluster import run_on_ray
+    from runtime.batch import run_local
+    from runtime.cluster import run_on_ray
 
     if where.address is None:
         return run_local(jobs, open_backend, on_result)
@@ -650,10 +649,10 @@ def _run_jobs(
     """Several inputs, or any on a cluster: plan the jobs, open the backend here once (a first-use export
     happens once, before workers start), run them (:func:`execute`), and report each file."""
 
-    from .batch import BatchProgress, counts, is_batch, plan_batch, plan_single, summary_lines
-    from .io import OutputOptions, check_interrupted, source_kind
-    from .jobs import JobResult
-    from .pipeline import RunOptions, check_options
+    from runtime.batch import BatchProgress, counts, is_batch, plan_batch, plan_single, summary_lines
+    from runtime.io import OutputOptions, check_interrupted, source_kind
+    from runtime.jobs import JobResult
+    from runtime.pipeline import RunOptions, check_options
 
     batch = is_batch(inputs)
     how = "with several inputs" if batch else "with --cluster"
@@ -731,9 +730,9 @@ def _run_segmented(
 ) -> None:
     """One long video as segment jobs (:mod:`runtime.segments`), run here or on Ray (:func:`execute`), joined."""
 
-    from .io import OutputOptions
-    from .pipeline import RunOptions
-    from .segments import restore_segmented
+    from runtime.io import OutputOptions
+    from runtime.pipeline import RunOptions
+    from runtime.segments import restore_segmented
 
     target = output or default_output(source)
     be = choice.open()

@@ -8,7 +8,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli_common import (
+from pahs_export.onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+from pahs_export.precision import CALIBRATION_METHODS, INT8_TARGETS, Int8Options
+from pahs_export.presets import DEFAULT_PRESET, get_preset
+from pahs_export.tensorrt_artifact import Profile
+from pahs_export.training.datasets import LAYOUTS
+from pahs_export.verify import DEFAULT_FRAMES, DEFAULT_REDUCED_FRAMES, DEFAULT_SIZES, VERIFY_BACKENDS
+
+from .common import (
     DebugOpt,
     Fp16Opt,
     Int8Opt,
@@ -25,12 +32,6 @@ from .cli_common import (
     preset_option,
     value_of,
 )
-from .onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
-from .precision import CALIBRATION_METHODS, INT8_TARGETS, Int8Options
-from .presets import DEFAULT_PRESET, get_preset
-from .tensorrt_artifact import Profile
-from .training.datasets import LAYOUTS
-from .verify import DEFAULT_FRAMES, DEFAULT_REDUCED_FRAMES, DEFAULT_SIZES, VERIFY_BACKENDS
 
 app = new_app("Export PAHS to ONNX and TensorRT, verify the exported graphs, show model size and compute.")
 
@@ -57,7 +58,7 @@ def info(
     debug: DebugOpt = False,
 ) -> None:
     """Parameters (total and per module) and FLOPs per frame of a preset."""
-    from .info import model_info
+    from pahs_export.info import model_info
 
     p = get_preset(value_of(preset) or DEFAULT_PRESET)
     width, height = parse_size(size) if size else INFO_SIZE
@@ -139,9 +140,9 @@ def onnx(
     """Export single-step ONNX graphs (state as explicit inputs/outputs) and manifest.json into one folder."""
     from dataclasses import replace
 
-    from .errors import PahsError
-    from .onnx_export import artifact_from_model
-    from .weights import resolve_model
+    from pahs_export.errors import PahsError
+    from pahs_export.onnx_export import artifact_from_model
+    from pahs_export.weights import resolve_model
 
     prec = precision_from_flags(precision, fp16, int8) or "fp32"
     method, target = value_of(calibration_method), value_of(int8_target)
@@ -226,9 +227,9 @@ def verify(
     debug: DebugOpt = False,
 ) -> None:
     """Drive the graphs with a CPU runtime over held-out clips and compare every frame with FP32 PyTorch."""
-    from .artifact import read_artifact
-    from .verify import plot_report, verdict, verify_artifact
-    from .weights import reference_checkpoint
+    from pahs_export.artifact import read_artifact
+    from pahs_export.verify import plot_report, verdict, verify_artifact
+    from pahs_export.weights import reference_checkpoint
 
     art = read_artifact(artifact)
     sizes = [parse_size(s) for s in size] if size else None
@@ -315,9 +316,9 @@ def trt(
     """Build strongly typed TensorRT engines from the exported ONNX graphs (precision comes from the graph)."""
     from dataclasses import replace
 
-    from .errors import PahsError
-    from .tensorrt_artifact import require_tensorrt
-    from .tensorrt_build import BuildOptions, check_buildable, trt_artifact_from_onnx
+    from pahs_export.errors import PahsError
+    from pahs_export.tensorrt_artifact import require_tensorrt
+    from pahs_export.tensorrt_build import BuildOptions, check_buildable, trt_artifact_from_onnx
 
     asked = precision_from_flags(precision, fp16, int8)
     if verify_frames is not None and verify_frames < 1:
@@ -332,7 +333,7 @@ def trt(
     profile = replace(PROFILE, **sizes, **batch)
     out = output or Path("pahs.plan")
     if onnx_artifact is not None:
-        from .artifact import read_artifact
+        from pahs_export.artifact import read_artifact
 
         art = read_artifact(onnx_artifact)
         check_buildable(art, asked)
@@ -341,8 +342,8 @@ def trt(
         prec = asked or "fp32"
     require_tensorrt()  # before any heavy work: without TensorRT nothing else is worth doing
     if onnx_artifact is None:
-        from .onnx_export import artifact_from_model
-        from .weights import resolve_model
+        from pahs_export.onnx_export import artifact_from_model
+        from pahs_export.weights import resolve_model
 
         model, source = resolve_model(checkpoint, value_of(preset))
         onnx_artifact = out.with_name(f"{out.stem}-onnx-{prec}")
@@ -356,12 +357,11 @@ def trt(
     trt_artifact_from_onnx(onnx_artifact, out, options, overwrite=overwrite, precision=prec)
     typer.echo(f"wrote {out}/ ({prec} engines, profile {profile.describe()})")
     if verify_frames is not None:
+        from pahs_export.artifact import read_artifact
+        from pahs_export.samples import sample_pair
+        from pahs_export.verify import TOLERANCES, verdict, verify_backend
+        from pahs_export.weights import reference_model
         from runtime.backends.trt_backend import TensorRTBackend
-
-        from .artifact import read_artifact
-        from .samples import sample_pair
-        from .verify import TOLERANCES, verdict, verify_backend
-        from .weights import reference_model
 
         model = reference_model(read_artifact(onnx_artifact))
         w, h = profile.opt_size

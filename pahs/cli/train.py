@@ -9,7 +9,12 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..cli_common import (
+from pahs_export.presets import DEFAULT_LOOKAHEAD, DEFAULT_PRESET
+from pahs_export.training.datasets import LAYOUTS
+from pahs_export.training.evaluate import EVAL_FRAMES, EVAL_SEQUENCES, EVAL_SIZE
+from pahs_export.training.train import LOSSES, TrainConfig
+
+from .common import (
     DebugOpt,
     Preset,
     QuietOpt,
@@ -20,10 +25,6 @@ from ..cli_common import (
     preset_option,
     value_of,
 )
-from ..presets import DEFAULT_LOOKAHEAD, DEFAULT_PRESET
-from .datasets import LAYOUTS
-from .evaluate import EVAL_FRAMES, EVAL_SEQUENCES, EVAL_SIZE
-from .train import LOSSES, TrainConfig
 
 train_app = new_app("Train PAHS (L1 or Charbonnier + Adam) on synthetic GOPRO-style clips or a dataset folder.")
 DEFAULTS = TrainConfig()
@@ -95,8 +96,8 @@ def train(
     """Train a model; the run folder's last.safetensors is a checkpoint for `pahs-export onnx --checkpoint`."""
     given = {name: value_of(value) for name, value in locals().items()}
     changes = {f.name: given[f.name] for f in fields(TrainConfig) if given.get(f.name) is not None}
-    from .train import TrainingStopped, load_train_state
-    from .train import train as run_training
+    from pahs_export.training.train import TrainingStopped, load_train_state
+    from pahs_export.training.train import train as run_training
 
     state = out / "train_state.pt"
     base = load_train_state(state)["config"] if resume and state.is_file() else DEFAULTS
@@ -168,10 +169,11 @@ def evaluate(
     """PSNR/SSIM of the blurry input and of the restored output against ground truth, per sequence and overall."""
     import json
 
-    from ..cli_common import parse_size
-    from ..weights import resolve_model
-    from .evaluate import dataset_sequences, synthetic_sequences
-    from .evaluate import evaluate as run_eval
+    from pahs_export.training.evaluate import dataset_sequences, synthetic_sequences
+    from pahs_export.training.evaluate import evaluate as run_eval
+    from pahs_export.weights import resolve_model
+
+    from .common import parse_size
 
     model, source = resolve_model(checkpoint, value_of(preset))
     if device is not None:

@@ -50,11 +50,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .contract import PRECISIONS
-from .errors import PahsError
-from .files import DISK_ERRNOS
-from .presets import DEFAULT_PRESET, PRESETS
-from .signals import signal_name
+from pahs_export.contract import PRECISIONS
+from pahs_export.errors import PahsError
+from pahs_export.files import DISK_ERRNOS
+from pahs_export.presets import DEFAULT_PRESET, PRESETS
+from pahs_export.signals import signal_name
 
 DEBUG_HELP = "Show the full traceback of errors."
 QUIET_HELP = "No progress bars or messages on stderr; results and errors still print."
@@ -108,7 +108,7 @@ def precision_option(help_text: str) -> Any:
 
 def _check_device(ctx: typer.Context, value: Optional[str]) -> Optional[str]:
     if value is not None and not ctx.resilient_parsing:  # not while completing a command line
-        from .checkpoint import parse_device  # torch: only when a device is given (start-up time)
+        from pahs_export.checkpoint import parse_device  # torch: only when a device is given (start-up time)
 
         parse_device(value)
     return value
@@ -171,7 +171,7 @@ def pahs_version() -> str:
         return metadata.version("pahs")
     except metadata.PackageNotFoundError:
         pass
-    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
     match = re.search(r'^version\s*=\s*"([^"]+)"', pyproject.read_text(), re.M) if pyproject.is_file() else None
     return f"{match[1]} (not installed)" if match else "unknown (not installed)"
 
