@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from runtime.driver import restore_exact, restore_stream
 
     from .api import Restorer, open
-    from .defaults import default_artifact, open_backend
+    from .export_cache import default_artifact, open_backend
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -56,8 +56,8 @@ _LAZY = {
     "restore_stream": "runtime.driver",
     "Restorer": "pahs.api",
     "open": "pahs.api",
-    "default_artifact": "pahs.defaults",
-    "open_backend": "pahs.defaults",
+    "default_artifact": "pahs.export_cache",
+    "open_backend": "pahs.export_cache",
 }
 
 

@@ -32,7 +32,7 @@ from runtime.driver import DEFAULT_CHUNK
 from runtime.io import OutputOptions, VideoInfo
 from runtime.pipeline import RunOptions, RunSummary, check_frame_size, check_options, restore_padded, run_video
 
-from .defaults import open_backend
+from .export_cache import open_backend
 
 Frame = np.ndarray | Tensor
 _SCALES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
@@ -166,7 +166,7 @@ def open(  # shadows the builtin on purpose: `pahs.open`, like `av.open`
     default weights) with ``backend`` (torch, onnxruntime, openvino, tensorrt; None: the engine's own) on
     ``device`` (cpu, cuda, cuda:N; None: the backend's default) at ``precision`` (fp32, fp16, int8; None: fp32,
     or an exported artifact's own). Weights are exported to the artifact the backend runs, once, and cached
-    (:func:`pahs.defaults.open_backend`). ``cuda_graphs``: capture and replay CUDA graphs (tensorrt, or torch
+    (:func:`pahs.export_cache.open_backend`). ``cuda_graphs``: capture and replay CUDA graphs (tensorrt, or torch
     on cuda). ``threads``: CPU threads of a step (None: every core). The engine is opened once; reuse the
     restorer."""
     return Restorer(open_backend(engine, backend, precision, device=device, cuda_graphs=cuda_graphs, threads=threads))

@@ -55,7 +55,7 @@ def weights_source(checkpoint: str | Path | None = None) -> tuple[str, dict[str,
     """The preset and the source description :func:`resolve_model` gives for ``checkpoint`` (None: the default
     weights of the default preset), from the checkpoint's metadata and bytes, without building the model.
 
-    What names a cached export (``pahs.defaults``): a run that finds it in the cache needs no model. A
+    What names a cached export (``pahs.export_cache``): a run that finds it in the cache needs no model. A
     checkpoint that is no PAHS checkpoint, or missing default weights, raise resolve_model's errors."""
     if checkpoint is not None:
         return read_metadata(checkpoint)["preset"], _file_source(checkpoint)

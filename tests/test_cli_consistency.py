@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 import typer
 
+from pahs.bench_variants import VARIANTS
 from pahs.cli.common import DEVICES_TEXT, completion_var, version_line
 from pahs_export.contract import PRECISIONS
 from pahs_export.precision import CALIBRATION_METHODS, INT8_TARGETS
 from pahs_export.presets import PRESETS
 from pahs_export.training.datasets import LAYOUTS
-from runtime.bench.variants import VARIANTS
 from runtime.engines import OPENERS
 from runtime.io import OUTPUT_CODECS, OUTPUT_FORMATS
 

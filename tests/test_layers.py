@@ -35,13 +35,13 @@ GROUPS: dict[str, tuple[int, tuple[str, ...]]] = {
         4,
         (
             "pahs",
-            "pahs_export.verify",
+            "pahs.verify",
             "pahs.cli.export",
             "pahs.cli.common",
             "pahs.cli.train",
             "pahs.cli.run",
             "pahs.cli.bench",
-            "runtime.bench.variants",
+            "pahs.bench_variants",
         ),
     ),
 }

@@ -17,18 +17,18 @@ from pathlib import Path
 import torch
 
 from calibration.data import DEFAULT_SET
+from pahs.bench_variants import cpu_description
+from pahs.verify import TOLERANCES, verify_backend
 from pahs_export import load_model
 from pahs_export.artifact import read_artifact
 from pahs_export.contract import ROLES
 from pahs_export.onnx_export import artifact_from_model
 from pahs_export.precision import Int8Options
 from pahs_export.samples import sample_pair
-from pahs_export.verify import TOLERANCES, verify_backend
 from pahs_export.weights import default_checkpoint
 from runtime.backends.openvino_backend import OpenVINOBackend
 from runtime.backends.ort_backend import OnnxRuntimeBackend
 from runtime.bench.measure import interleaved_medians
-from runtime.bench.variants import cpu_description
 
 
 def mean_psnr(result) -> float:

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pahs_export.precision as precision
 from calibration.data import DEFAULT_SET
+from pahs.verify import TOLERANCES, verify_backend
 from pahs_export import load_model
 from pahs_export.artifact import read_artifact
 from pahs_export.onnx_export import artifact_from_model
 from pahs_export.precision import Int8Options
 from pahs_export.samples import sample_pair
-from pahs_export.verify import TOLERANCES, verify_backend
 from pahs_export.weights import default_checkpoint
 from runtime.backends.ort_backend import OnnxRuntimeBackend
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from pahs.defaults import default_artifact
+from pahs.bench_variants import cpu_description
+from pahs.export_cache import default_artifact
 from pahs_export.contract import ROLES
 from runtime.bench.measure import median_seconds
-from runtime.bench.variants import cpu_description
 
 H, W = 352, 640
 ROUNDS = 3

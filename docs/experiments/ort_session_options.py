@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from pahs.defaults import default_artifact
+from pahs.export_cache import default_artifact
 from runtime.bench.measure import median_seconds
 
 H, W = 352, 640

@@ -34,7 +34,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from runtime.bench.variants import cpu_description
+from pahs.bench_variants import cpu_description
 
 RUN = "import sys; from pahs.cli.run import main; sys.argv[0] = 'pahs-run'; sys.exit(main())"
 

@@ -34,13 +34,13 @@ import onnxruntime
 import torch
 import torch.nn.functional as F
 
+from pahs.bench_variants import cpu_description
 from pahs_export.artifact import read_artifact
 from pahs_export.onnx_export import artifact_from_model
 from pahs_export.samples import sample_clip
 from pahs_export.training.highfps import VIDEO_SUFFIXES, blur
 from pahs_export.weights import resolve_model
 from runtime.backends.ort_backend import OnnxRuntimeBackend
-from runtime.bench.variants import cpu_description
 from runtime.driver import forward_states, restore_range, restore_stream
 from runtime.segments import plan_segments
 

@@ -8,11 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from pahs.bench_variants import VARIANTS, Engine, growth_curves, run_bench
 from pahs_export.contract import check_size_multiple
 from pahs_export.presets import DEFAULT_LOOKAHEAD, DEFAULT_PRESET, get_preset
 from runtime.bench.measure import DEFAULT_FRAMES, DEFAULT_REPS, DEFAULT_SIZE
 from runtime.bench.report import plot_fps, table
-from runtime.bench.variants import VARIANTS, Engine, growth_curves, run_bench
 from runtime.driver import DEFAULT_CHUNK
 
 from .common import (

@@ -8,12 +8,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from pahs.verify import DEFAULT_FRAMES, DEFAULT_REDUCED_FRAMES, DEFAULT_SIZES, VERIFY_BACKENDS
 from pahs_export.onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from pahs_export.precision import CALIBRATION_METHODS, INT8_TARGETS, Int8Options
 from pahs_export.presets import DEFAULT_PRESET, get_preset
 from pahs_export.tensorrt_artifact import Profile
 from pahs_export.training.datasets import LAYOUTS
-from pahs_export.verify import DEFAULT_FRAMES, DEFAULT_REDUCED_FRAMES, DEFAULT_SIZES, VERIFY_BACKENDS
 
 from .common import (
     DebugOpt,
@@ -227,8 +227,8 @@ def verify(
     debug: DebugOpt = False,
 ) -> None:
     """Drive the graphs with a CPU runtime over held-out clips and compare every frame with FP32 PyTorch."""
+    from pahs.verify import plot_report, verdict, verify_artifact
     from pahs_export.artifact import read_artifact
-    from pahs_export.verify import plot_report, verdict, verify_artifact
     from pahs_export.weights import reference_checkpoint
 
     art = read_artifact(artifact)
@@ -357,9 +357,9 @@ def trt(
     trt_artifact_from_onnx(onnx_artifact, out, options, overwrite=overwrite, precision=prec)
     typer.echo(f"wrote {out}/ ({prec} engines, profile {profile.describe()})")
     if verify_frames is not None:
+        from pahs.verify import TOLERANCES, verdict, verify_backend
         from pahs_export.artifact import read_artifact
         from pahs_export.samples import sample_pair
-        from pahs_export.verify import TOLERANCES, verdict, verify_backend
         from pahs_export.weights import reference_model
         from runtime.backends.trt_backend import TensorRTBackend
 

@@ -482,7 +482,7 @@ def _run(
         _say(be.describe())
 
     if frames_to_verify is not False:
-        from pahs_export.verify import TOLERANCES, verdict, verify_video  # only --verify needs it (start-up time)
+        from pahs.verify import TOLERANCES, verdict, verify_video  # only --verify needs it (start-up time)
 
         # The reference is FP32 PyTorch on the CPU, whatever runs: a torch backend on CUDA (or under autocast)
         # is compared with it too. Only an FP32 torch backend on the CPU is the reference itself.

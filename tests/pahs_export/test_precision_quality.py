@@ -1,7 +1,7 @@
 """FP16 and INT8 graphs of the default weights meet the quality targets on a generated held-out clip.
 
 The full report (>= 100 frames, plots) is `pahs-export verify` on each precision artifact; this keeps CI
-fast with 2 x 20 frames. Tolerances: pahs_export.verify.TOLERANCES (FP16 >= 45 dB vs FP32 at every frame;
+fast with 2 x 20 frames. Tolerances: pahs.verify.TOLERANCES (FP16 >= 45 dB vs FP32 at every frame;
 INT8 >= 35 dB and <= 0.3 dB below FP32 against ground truth).
 """
 
@@ -10,12 +10,12 @@ from __future__ import annotations
 import pytest
 
 from calibration.data import DEFAULT_SET
+from pahs.verify import TOLERANCES, verify_backend
 from pahs_export import load_model
 from pahs_export.artifact import read_artifact
 from pahs_export.onnx_export import artifact_from_model
 from pahs_export.precision import Int8Options
 from pahs_export.samples import sample_pair
-from pahs_export.verify import TOLERANCES, verify_backend
 from pahs_export.weights import default_checkpoint
 from runtime.backends.ort_backend import OnnxRuntimeBackend
 

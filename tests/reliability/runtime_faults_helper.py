@@ -245,7 +245,7 @@ def serve() -> None:
     import torch  # noqa: F401
     import tqdm  # noqa: F401
 
-    import pahs_export.verify  # noqa: F401
+    import pahs.verify  # noqa: F401
     import runtime.pipeline  # noqa: F401
 
     print("ready", flush=True)

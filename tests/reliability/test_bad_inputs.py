@@ -30,6 +30,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from pahs.verify import verify_artifact, verify_video
 from pahs_export import PahsError, build_model, load_model, save_checkpoint
 from pahs_export.artifact import (
     MANIFEST,
@@ -46,7 +47,6 @@ from pahs_export.files import file_sha256
 from pahs_export.onnx_export import artifact_from_model
 from pahs_export.presets import get_preset
 from pahs_export.training.train import TrainConfig, load_train_state, train
-from pahs_export.verify import verify_artifact, verify_video
 from pahs_export.weights import resolve_model
 from runtime.backends.ort_backend import OnnxRuntimeBackend
 from runtime.backends.torch_backend import TorchBackend
@@ -633,7 +633,7 @@ def test_unknown_device_through_pahs_run_and_training(frames, pristine, tmp_path
 @pytest.fixture(scope="module")
 def cached_default(tmp_path_factory) -> Path:
     """The embedded default exported once into a cache, copied by each test into its own."""
-    from pahs.defaults import default_artifact
+    from pahs.export_cache import default_artifact
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PAHS_CACHE", str(tmp_path_factory.mktemp("default-cache")))
@@ -649,7 +649,7 @@ def _own_cache(monkeypatch, tmp_path: Path, cached_default: Path) -> Path:
 
 def _call_default() -> tuple[Path, str]:
     """The default artifact, and the warnings of the ``pahs`` logger meanwhile (as `pahs-run` shows them)."""
-    from pahs.defaults import default_artifact
+    from pahs.export_cache import default_artifact
 
     err = io.StringIO()
     handler = logging.StreamHandler(err)
@@ -692,7 +692,7 @@ def test_damaged_default_cache_is_exported_again(monkeypatch, tmp_path, cached_d
 
 def test_losing_the_reexport_race_uses_the_winners_artifact(monkeypatch, tmp_path, cached_default):
     """Another process publishes the same export while ours is renamed into place (which then fails)."""
-    import pahs.defaults
+    import pahs.export_cache
 
     entry = _own_cache(monkeypatch, tmp_path, cached_default)
     _truncate_graph(entry)
@@ -702,7 +702,7 @@ def test_losing_the_reexport_race_uses_the_winners_artifact(monkeypatch, tmp_pat
         shutil.copytree(cached_default, out)  # theirs, published whole
         raise OSError(39, "Directory not empty")  # our rename onto it
 
-    monkeypatch.setattr(pahs.defaults, "artifact_from_model", other_process_wins)
+    monkeypatch.setattr(pahs.export_cache, "artifact_from_model", other_process_wins)
     path, err = _call_default()
     assert path == entry and "exporting it again" in err
     read_artifact(path).check_hashes()

@@ -15,7 +15,14 @@ from runtime.engines import OPENERS
 
 # Libraries (and the project's own heavy packages) that a path may load only if it uses them.
 HEAVY = ("torch", "onnx", "ml_dtypes", "onnxruntime", "openvino", "tensorrt", "ray", "matplotlib", "scipy")
-HEAVY += ("calibration", "pahs.api", "pahs.defaults", "pahs_export.checkpoint", "pahs_export.model", "runtime.driver")
+HEAVY += (
+    "calibration",
+    "pahs.api",
+    "pahs.export_cache",
+    "pahs_export.checkpoint",
+    "pahs_export.model",
+    "runtime.driver",
+)
 MARK = "LOADED:"
 
 

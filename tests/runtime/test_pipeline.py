@@ -72,8 +72,8 @@ def test_png_folders_in_and_out_and_backends_agree(tmp_path, artifact, checkpoin
 
 def test_chunked_pipeline_equals_reference(tmp_path, checkpoint):
     """--chunk 1 reproduces the reference model with the same lookahead (before 8-bit rounding)."""
+    from pahs.verify import verify_video
     from pahs_export import load_model
-    from pahs_export.verify import verify_video
 
     src = make_folder(tmp_path / "seq", n=6, width=32, height=32)
     backend = open_backend(checkpoint)

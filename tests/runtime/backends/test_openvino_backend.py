@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pahs.verify import TOLERANCES, verify_backend
 from pahs_export import PahsError
 from pahs_export.artifact import read_artifact
 from pahs_export.samples import sample_pair
-from pahs_export.verify import TOLERANCES, verify_backend
 
 ov = pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install -e '.[openvino]')")
 

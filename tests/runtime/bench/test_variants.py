@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pahs_export.errors import PahsError
-from runtime.bench import variants as bench_variants
-from runtime.bench.variants import (
+from pahs import bench_variants
+from pahs.bench_variants import (
     BACKEND_KINDS,
     CPU_VARIANTS,
     VARIANTS,
@@ -18,6 +17,7 @@ from runtime.bench.variants import (
     plan_variants,
     run_bench,
 )
+from pahs_export.errors import PahsError
 from runtime.constants import default_onnx_backend
 from runtime.engines import OPENERS
 

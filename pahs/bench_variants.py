@@ -25,19 +25,14 @@ from pathlib import Path
 
 import torch
 
-from pahs.cli.common import library_version
-from pahs.defaults import DEFAULT_SET
 from pahs_export.artifact import read_manifest
 from pahs_export.checkpoint import build_model, load_model, read_metadata, save_checkpoint
 from pahs_export.errors import PahsError
 from pahs_export.onnx_export import artifact_from_model
 from pahs_export.precision import Int8Options
 from pahs_export.presets import DEFAULT_LOOKAHEAD
-
-from ..backends import Backend
-from ..driver import DEFAULT_CHUNK, restore_stream
-from ..engines import default_backend, engine_kind, open_backend
-from .measure import (
+from runtime.backends import Backend
+from runtime.bench.measure import (
     DEFAULT_REPS,
     gflop_per_frame,
     io_speed,
@@ -47,7 +42,12 @@ from .measure import (
     reset_peak_rss,
     synthetic_frames,
 )
-from .report import Report, Result
+from runtime.bench.report import Report, Result
+from runtime.driver import DEFAULT_CHUNK, restore_stream
+from runtime.engines import default_backend, engine_kind, open_backend
+
+from .cli.common import library_version
+from .export_cache import DEFAULT_SET
 
 IO_FRAMES = 16  # at most this many frames for the decode/encode measurement
 TORCH_BASELINE = "torch"  # the variant every other one is compared with (vs_torch)

@@ -16,7 +16,7 @@ from PIL import Image
 
 import pahs
 from pahs import PahsError
-from pahs.defaults import cached_artifact, int8_target_for
+from pahs.export_cache import cached_artifact, int8_target_for
 from pahs_export import build_model, save_checkpoint
 from pahs_export.artifact import read_artifact
 from pahs_export.cache import cache_dir
@@ -56,7 +56,7 @@ def test_a_cached_artifact_is_found_without_building_the_model(checkpoint, monke
     def no_model(*args, **kwargs):
         raise AssertionError("built a model to find a cached artifact")
 
-    monkeypatch.setattr("pahs.defaults.resolve_model", no_model)
+    monkeypatch.setattr("pahs.export_cache.resolve_model", no_model)
     assert cached_artifact(checkpoint, "fp32") == path
 
 
@@ -68,8 +68,8 @@ def test_int8_conventions_follow_the_backend():
 def test_int8_key_names_target_and_calibration(checkpoint, monkeypatch):
     """The INT8 key holds the target and a hash of the calibration set and options (no export: stubbed)."""
     made = []
-    monkeypatch.setattr("pahs.defaults.artifact_from_model", lambda model, path, **kw: made.append((path, kw)))
-    monkeypatch.setattr("pahs.defaults._cache_problem", lambda path: None if made else "missing")
+    monkeypatch.setattr("pahs.export_cache.artifact_from_model", lambda model, path, **kw: made.append((path, kw)))
+    monkeypatch.setattr("pahs.export_cache._cache_problem", lambda path: None if made else "missing")
     cpu = cached_artifact(checkpoint, "int8", "cpu")
     assert "-onnx-int8-cpu-cal" in cpu.name and made[0][1]["int8"].target == "cpu"
     assert made[0][1]["calibration"] is not None and made[0][1]["precision"] == "int8"
