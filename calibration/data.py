@@ -27,11 +27,11 @@ from pahs_export.contract import ROLES, roles_for
 from pahs_export.errors import PahsError
 from pahs_export.model import PAHS
 from pahs_export.precision import Feeds
-from pahs_export.training.synth import SynthConfig, make_clip
 from runtime.backends import Backend, BackendWrapper, StepOutputs
 from runtime.backends.torch_backend import TorchBackend
 from runtime.io import open_input
 from runtime.loop import restore_clip
+from training.synth import SynthConfig, make_clip
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,13 @@ from pahs_export.contract import ROLES
 from pahs_export.errors import PahsError
 from pahs_export.model import PAHS, pad_to_multiple
 from pahs_export.onnx_export import example_inputs
-from pahs_export.samples import sample_pair
-from pahs_export.training.evaluate import dataset_sequences
 from pahs_export.weights import reference_model
 from runtime.backends import Backend
 from runtime.engines import open_backend
 from runtime.loop import restore_clip
 from runtime.pipeline import RunOptions, verify_frames
+from training.evaluate import dataset_sequences
+from training.samples import sample_pair
 
 DEFAULT_SIZES = ((128, 80), (208, 112))  # verification clips: sizes other than the traced one (96x64)
 DEFAULT_FRAMES = {"fp32": 30}  # frames per clip by precision; FP16/INT8 run longer to show any drift

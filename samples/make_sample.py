@@ -4,8 +4,8 @@
 
 from pathlib import Path
 
-from pahs_export.samples import sample_pair
 from runtime.io import OutputOptions, VideoInfo, open_output
+from training.samples import sample_pair
 
 if __name__ == "__main__":
     from fractions import Fraction

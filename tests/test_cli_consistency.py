@@ -23,9 +23,9 @@ from pahs.cli.common import DEVICES_TEXT, completion_var, version_line
 from pahs_export.contract import PRECISIONS
 from pahs_export.precision import CALIBRATION_METHODS, INT8_TARGETS
 from pahs_export.presets import PRESETS
-from pahs_export.training.datasets import LAYOUTS
 from runtime.engines import OPENERS
 from runtime.io import OUTPUT_CODECS, OUTPUT_FORMATS
+from training.datasets import LAYOUTS
 
 ROOT = Path(__file__).resolve().parents[1]
 # console script -> (module, its Typer app, its main(argv) -> int); pyproject's [project.scripts] must match.

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("pahs", "pahs_export", "runtime", "calibration")
+PACKAGES = ("pahs", "pahs_export", "runtime", "calibration", "training")
 
 CORE = ("__init__", "errors", "presets", "contract", "model", "checkpoint", "files", "cache", "artifact")
 CORE += ("tensorrt_artifact", "weights", "info", "signals")
@@ -28,7 +28,7 @@ CORE += ("tensorrt_artifact", "weights", "info", "signals")
 GROUPS: dict[str, tuple[int, tuple[str, ...]]] = {
     "core": (1, tuple(f"pahs_export.{m}" for m in CORE)),
     "export": (2, ("pahs_export.onnx_export", "pahs_export.precision", "pahs_export.tensorrt_build")),
-    "training": (2, ("pahs_export.training", "pahs_export.samples")),
+    "training": (2, ("training", "training.samples")),
     "runtime": (2, ("runtime",)),
     "calibration": (3, ("calibration",)),
     "top": (

@@ -24,8 +24,8 @@ from onnx.reference import ReferenceEvaluator
 from pahs_export import load_model
 from pahs_export.onnx_export import artifact_from_model
 from pahs_export.precision import Fp16Options
-from pahs_export.samples import sample_pair
 from pahs_export.weights import default_checkpoint
+from training.samples import sample_pair
 
 
 def run(folder: Path, clip: np.ndarray, hidden: int, channels: int) -> np.ndarray:

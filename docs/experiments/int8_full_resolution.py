@@ -24,11 +24,11 @@ from pahs_export.artifact import read_artifact
 from pahs_export.contract import ROLES
 from pahs_export.onnx_export import artifact_from_model
 from pahs_export.precision import Int8Options
-from pahs_export.samples import sample_pair
 from pahs_export.weights import default_checkpoint
 from runtime.backends.openvino_backend import OpenVINOBackend
 from runtime.backends.ort_backend import OnnxRuntimeBackend
 from runtime.bench.measure import interleaved_medians
+from training.samples import sample_pair
 
 
 def mean_psnr(result) -> float:

@@ -19,9 +19,9 @@ from pahs_export import load_model
 from pahs_export.artifact import read_artifact
 from pahs_export.onnx_export import artifact_from_model
 from pahs_export.precision import Int8Options
-from pahs_export.samples import sample_pair
 from pahs_export.weights import default_checkpoint
 from runtime.backends.ort_backend import OnnxRuntimeBackend
+from training.samples import sample_pair
 
 GROUPS = {  # node-name parts of each group (the TorchScript exporter's scopes)
     "none": (),

@@ -22,10 +22,10 @@ from pahs_export import load_model
 from pahs_export.artifact import read_artifact
 from pahs_export.onnx_export import artifact_from_model
 from pahs_export.precision import Int8Options
-from pahs_export.samples import sample_pair
 from pahs_export.weights import default_checkpoint
 from runtime.backends.openvino_backend import OpenVINOBackend
 from runtime.backends.ort_backend import OnnxRuntimeBackend
+from training.samples import sample_pair
 
 VARIANTS = {"fp16": ("fp16", None), "int8": ("int8", "tensorrt"), "int8-cpu": ("int8", "cpu")}
 

@@ -1,7 +1,7 @@
 """What `--segment-frames` gains in wall time on a real Ray cluster: a measurement, not a formula.
 
 segment_warmup.py measures parity and derives the exact mode's *ideal* speed-up from the cost of its forward-only
-pass; this script times the real commands instead. One clip (held-out synthetic content, `pahs_export.samples`,
+pass; this script times the real commands instead. One clip (held-out synthetic content, `training.samples`,
 written losslessly) is restored by `pahs-run` in fresh processes, in this order, repeated ``--reps`` times:
 
 1. the single run (one process, the default backend on all cores), and the same on one thread (how far the
@@ -41,7 +41,7 @@ RUN = "import sys; from pahs.cli.run import main; sys.argv[0] = 'pahs-run'; sys.
 
 def write_clip(path: Path, frames: int, width: int, height: int) -> None:
     """Held-out synthetic blurry frames, losslessly (FFV1 in Matroska), 24 frames/s."""
-    from pahs_export.samples import sample_clip
+    from training.samples import sample_clip
 
     clip = sample_clip(frames, width, height, seed=7)  # [T,3,H,W] float in [0, 1]
     with av.open(str(path), "w") as c:

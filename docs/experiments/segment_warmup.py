@@ -12,7 +12,7 @@ The clip is real footage when ``--data`` names the X4K1000FPS clip folder (see i
 order, blurred the GOPRO way (the average in linear light of ``--window`` consecutive 1000 fps frames, one
 blurry frame every ``--stride`` frames), centre-cropped to the aspect of ``--size`` and downscaled to it in
 linear light, quantised to 8 bits like decoded video, and concatenated; without ``--data``, held-out synthetic
-clips (``pahs_export.samples``) are concatenated instead.
+clips (``training.samples``) are concatenated instead.
 
     nice -n 5 python docs/experiments/segment_warmup.py --data ../shared/data/x4k1000fps \\
         --json docs/results/segment-warmup.json
@@ -37,12 +37,12 @@ import torch.nn.functional as F
 from pahs.bench_variants import cpu_description
 from pahs_export.artifact import read_artifact
 from pahs_export.onnx_export import artifact_from_model
-from pahs_export.samples import sample_clip
-from pahs_export.training.highfps import VIDEO_SUFFIXES, blur
 from pahs_export.weights import resolve_model
 from runtime.backends.ort_backend import OnnxRuntimeBackend
 from runtime.driver import forward_states, restore_range, restore_stream
 from runtime.segments import plan_segments
+from training.highfps import VIDEO_SUFFIXES, blur
+from training.samples import sample_clip
 
 GAMMA = 2.2
 TARGET_PSNR = 45.0  # dB: the default warm-up is the smallest W whose worst frame reaches it

@@ -26,9 +26,9 @@ import torch
 
 from pahs.bench_variants import cpu_description
 from pahs_export import load_model
-from pahs_export.training.evaluate import EVAL_FRAMES, EVAL_SEQUENCES, EVAL_SIZE, evaluate, synthetic_sequences
-from pahs_export.training.train import TrainConfig, load_train_state, train
 from pahs_export.weights import default_checkpoint
+from training.evaluate import EVAL_FRAMES, EVAL_SEQUENCES, EVAL_SIZE, evaluate, synthetic_sequences
+from training.train import TrainConfig, load_train_state, train
 
 RECIPES: dict[str, dict] = {
     "baseline": {},

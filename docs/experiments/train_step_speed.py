@@ -12,7 +12,7 @@ import time
 import torch
 
 from pahs_export.checkpoint import build_model
-from pahs_export.training.synth import SynthConfig, make_clip
+from training.synth import SynthConfig, make_clip
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
     python docs/experiments/x4k_seen_vs_unseen.py DATA [CHECKPOINT] [--split train|heldout]
 
 DATA: the X4K1000FPS test clips (../shared/data/x4k1000fps). Both splits are blurred with the fixed
-evaluation protocol (pahs_export.training.highfps: windows of 9, 17 and 25 frames, stride 4, 2x downscale) and
+evaluation protocol (training.highfps: windows of 9, 17 and 25 frames, stride 4, 2x downscale) and
 scored as `pahs-eval --layout x4k` scores the held-out ones. A gain much larger on the training clips than on
 the held-out ones means the weights have learned those clips rather than real blur: more real footage, not
 more steps, is what would raise the held-out figure. CHECKPOINT: default, the shipped weights. --split: one
@@ -13,9 +13,9 @@ split only (default both; the held-out one is what `pahs-eval --layout x4k` repo
 import argparse
 
 from pahs_export import load_model
-from pahs_export.training.evaluate import evaluate
-from pahs_export.training.highfps import protocol_sequences
 from pahs_export.weights import default_checkpoint
+from training.evaluate import evaluate
+from training.highfps import protocol_sequences
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

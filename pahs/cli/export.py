@@ -13,7 +13,7 @@ from pahs_export.onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from pahs_export.precision import CALIBRATION_METHODS, INT8_TARGETS, Int8Options
 from pahs_export.presets import DEFAULT_PRESET, get_preset
 from pahs_export.tensorrt_artifact import Profile
-from pahs_export.training.datasets import LAYOUTS
+from training.datasets import LAYOUTS
 
 from .common import (
     DebugOpt,
@@ -359,9 +359,9 @@ def trt(
     if verify_frames is not None:
         from pahs.verify import TOLERANCES, verdict, verify_backend
         from pahs_export.artifact import read_artifact
-        from pahs_export.samples import sample_pair
         from pahs_export.weights import reference_model
         from runtime.backends.trt_backend import TensorRTBackend
+        from training.samples import sample_pair
 
         model = reference_model(read_artifact(onnx_artifact))
         w, h = profile.opt_size

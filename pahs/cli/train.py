@@ -10,9 +10,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from pahs_export.presets import DEFAULT_LOOKAHEAD, DEFAULT_PRESET
-from pahs_export.training.datasets import LAYOUTS
-from pahs_export.training.evaluate import EVAL_FRAMES, EVAL_SEQUENCES, EVAL_SIZE
-from pahs_export.training.train import LOSSES, TrainConfig
+from training.datasets import LAYOUTS
+from training.evaluate import EVAL_FRAMES, EVAL_SEQUENCES, EVAL_SIZE
+from training.train import LOSSES, TrainConfig
 
 from .common import (
     DebugOpt,
@@ -96,8 +96,8 @@ def train(
     """Train a model; the run folder's last.safetensors is a checkpoint for `pahs-export onnx --checkpoint`."""
     given = {name: value_of(value) for name, value in locals().items()}
     changes = {f.name: given[f.name] for f in fields(TrainConfig) if given.get(f.name) is not None}
-    from pahs_export.training.train import TrainingStopped, load_train_state
-    from pahs_export.training.train import train as run_training
+    from training.train import TrainingStopped, load_train_state
+    from training.train import train as run_training
 
     state = out / "train_state.pt"
     base = load_train_state(state)["config"] if resume and state.is_file() else DEFAULTS
@@ -169,9 +169,9 @@ def evaluate(
     """PSNR/SSIM of the blurry input and of the restored output against ground truth, per sequence and overall."""
     import json
 
-    from pahs_export.training.evaluate import dataset_sequences, synthetic_sequences
-    from pahs_export.training.evaluate import evaluate as run_eval
     from pahs_export.weights import resolve_model
+    from training.evaluate import dataset_sequences, synthetic_sequences
+    from training.evaluate import evaluate as run_eval
 
     from .common import parse_size
 

@@ -15,9 +15,9 @@ from pahs_export import load_model
 from pahs_export.artifact import read_artifact
 from pahs_export.onnx_export import artifact_from_model
 from pahs_export.precision import Int8Options
-from pahs_export.samples import sample_pair
 from pahs_export.weights import default_checkpoint
 from runtime.backends.ort_backend import OnnxRuntimeBackend
+from training.samples import sample_pair
 
 
 @pytest.mark.parametrize(("precision", "target"), [("fp16", None), ("int8", "tensorrt"), ("int8", "cpu")])

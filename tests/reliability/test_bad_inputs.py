@@ -46,13 +46,13 @@ from pahs_export.checkpoint import parse_device
 from pahs_export.files import file_sha256
 from pahs_export.onnx_export import artifact_from_model
 from pahs_export.presets import get_preset
-from pahs_export.training.train import TrainConfig, load_train_state, train
 from pahs_export.weights import resolve_model
 from runtime.backends.ort_backend import OnnxRuntimeBackend
 from runtime.backends.torch_backend import TorchBackend
 from runtime.constants import default_onnx_backend
 from runtime.engines import open_backend
 from runtime.pipeline import RunOptions
+from training.train import TrainConfig, load_train_state, train
 
 GEOMETRY = get_preset("pahs-t").geometry
 
@@ -570,7 +570,7 @@ def test_pahs_train_resume_with_a_foreign_state_is_one_line(tmp_path):
 
 
 def test_a_state_as_train_writes_it_still_loads(tmp_path):
-    """The entries train() saves (tests/pahs_export/training/test_train.py resumes a real run end to end)."""
+    """The entries train() saves (tests/training/test_train.py resumes a real run end to end)."""
     cfg = TrainConfig(steps=1, batch=1, frames=2, crop=32, workers=0)
     optimizer = torch.optim.Adam(build_model("pahs-t").parameters())
     state = {"config": asdict(cfg), "step": 1, "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}

@@ -8,7 +8,7 @@ import torch
 from pahs.verify import TOLERANCES, verify_backend
 from pahs_export import PahsError
 from pahs_export.artifact import read_artifact
-from pahs_export.samples import sample_pair
+from training.samples import sample_pair
 
 ov = pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install -e '.[openvino]')")
 

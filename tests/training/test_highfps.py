@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from pahs_export import PahsError
-from pahs_export.training.evaluate import dataset_sequences
-from pahs_export.training.highfps import (
+from training.evaluate import dataset_sequences
+from training.highfps import (
     PROTOCOL,
     HighFpsClips,
     MixedClips,
@@ -92,7 +92,7 @@ def test_training_clips_are_reproducible_crops(root):
 
 
 def test_training_on_x4k_mixes_real_and_synthetic(root):
-    from pahs_export.training.train import TrainConfig, _train_dataset
+    from training.train import TrainConfig, _train_dataset
 
     cfg = TrainConfig(data=str(root), layout="x4k", steps=4, batch=2, crop=16, frames=5)
     data = _train_dataset(cfg)

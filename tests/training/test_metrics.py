@@ -10,7 +10,7 @@ import torch
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from pahs_export.training.metrics import psnr, ssim, to_uint8
+from training.metrics import psnr, ssim, to_uint8
 
 
 def pairs():

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from pahs_export import PahsError
-from pahs_export.training.datasets import SequenceClips, find_sequences, read_frame
+from training.datasets import SequenceClips, find_sequences, read_frame
 
 
 def frames(folder, n, size=(48, 32), start=1, ext="png"):

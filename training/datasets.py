@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import PahsError
+from pahs_export.errors import PahsError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 LAYOUTS = ("gopro", "dvd", "reds", "paired")

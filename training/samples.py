@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .training.synth import SynthConfig, make_clip
+from .synth import SynthConfig, make_clip
 
 
 def sample_pair(frames: int, width: int, height: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,11 +22,12 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..checkpoint import build_model, load_model, parse_device, save_checkpoint
-from ..errors import PahsError
-from ..model import PAHS
-from ..presets import DEFAULT_LOOKAHEAD
-from ..signals import interrupted, signal_name, termination_handlers
+from pahs_export.checkpoint import build_model, load_model, parse_device, save_checkpoint
+from pahs_export.errors import PahsError
+from pahs_export.model import PAHS
+from pahs_export.presets import DEFAULT_LOOKAHEAD
+from pahs_export.signals import interrupted, signal_name, termination_handlers
+
 from .datasets import SequenceClips, find_sequences
 from .highfps import HighFpsClips, MixedClips
 from .synth import SynthConfig, SyntheticClips, make_clip

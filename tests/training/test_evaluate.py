@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from pahs_export import load_model
-from pahs_export.training.evaluate import (
+from pahs_export.weights import default_checkpoint
+from training.evaluate import (
     EVAL_SEQUENCES,
     EvalReport,
     SequenceScore,
@@ -21,7 +22,6 @@ from pahs_export.training.evaluate import (
     strongest_blur_window,
     synthetic_sequences,
 )
-from pahs_export.weights import default_checkpoint
 
 
 def test_default_checkpoint_restores_better_than_blurry():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pahs_export import PahsError
-from pahs_export.training.synth import CONTENT_NAMES, SynthConfig, blur_frames, content_split, load_photo, make_clip
+from training.synth import CONTENT_NAMES, SynthConfig, blur_frames, content_split, load_photo, make_clip
 
 
 def test_zero_motion_blur_equals_sharp():
@@ -56,7 +56,7 @@ def test_train_and_heldout_content_disjoint_and_photos_offline():
 def test_motion_range_and_the_clip_motion_that_groups_evaluation(monkeypatch):
     """clip_motion gives, without rendering, the camera target make_clip fits its path to; a motion range draws
     camera and objects inside it, and the default draws 0.15-1 x max_motion as before ranges existed."""
-    from pahs_export.training import synth
+    from training import synth
 
     targets = []
     real_fit = synth._fit_scale

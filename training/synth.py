@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch.utils.data import Dataset
 
-from ..errors import PahsError
+from pahs_export.errors import PahsError
 
 GAMMA = 2.2  # linear = srgb ** GAMMA, as in the GOPRO data set
 SPLITS = ("train", "heldout")

@@ -15,9 +15,9 @@ import torch
 from safetensors.torch import load_file
 
 from pahs_export import PahsError, build_model
-from pahs_export.training import train as train_module
-from pahs_export.training.synth import SynthConfig, make_clip
-from pahs_export.training.train import (
+from training import train as train_module
+from training.synth import SynthConfig, make_clip
+from training.train import (
     TrainConfig,
     TrainingStopped,
     _lr_at,
@@ -96,7 +96,7 @@ def test_pahs_train_stopped_by_sigterm_says_how_to_resume(tmp_path):
     out = tmp_path / "run"
     code = (
         "import os, signal, sys\n"
-        "from pahs_export.training import train as t\n"
+        "from training import train as t\n"
         "real = t.train_step\n"
         "def step(*a, **k):\n"
         "    os.kill(os.getpid(), signal.SIGTERM)\n"

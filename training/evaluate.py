@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import PahsError
-from ..model import PAHS, pad_to_multiple
-from ..presets import DEFAULT_LOOKAHEAD
+from pahs_export.errors import PahsError
+from pahs_export.model import PAHS, pad_to_multiple
+from pahs_export.presets import DEFAULT_LOOKAHEAD
+
 from .datasets import find_sequences, read_frame
 from .highfps import heldout_sequences
 from .metrics import psnr, ssim, to_uint8

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import PahsError
+from pahs_export.errors import PahsError
 
 HELD_OUT = ("TEST01", "TEST05", "TEST08", "TEST11", "TEST14")  # evaluation only, never trained on
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi")
