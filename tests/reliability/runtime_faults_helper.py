@@ -245,6 +245,9 @@ def serve() -> None:
     import torch  # noqa: F401
     import tqdm  # noqa: F401
 
+    import pahs.api
+    import pahs.cli.run
+    import pahs.export_cache
     import pahs.verify  # noqa: F401
     import runtime.pipeline  # noqa: F401
 
