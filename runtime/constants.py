@@ -10,7 +10,7 @@ from __future__ import annotations
 
 DEFAULT_CHUNK = 32  # frames restored per backward run: backward cost (32+19)/32 = 1.59 steps per frame
 
-# Frames of forward warm-up before a segment. Measured in docs/SEGMENTS.md (docs/results/segment-warmup.json):
+# Frames of forward warm-up before a segment. Measured in docs/SEGMENTS.md (experiments/results/segment-warmup.json):
 # W = 0 already reaches a worst PSNR of 45 dB against the single run there, by 0.75 dB, with errors up to 0.11;
 # W = 8 keeps every error under half an 8-bit level; 16 doubles that margin (worst 130 dB) for content without
 # the measured clip's frequent scene cuts, at the cost of 16 forward steps (about 5 frames' work) per segment.

@@ -10,7 +10,7 @@ FP16 weights and casts; the arithmetic between them is f32). INT8 (Q/DQ) graphs 
 precision transformations, which execute the quantized convolutions in int8. Only INT8 graphs made for CPUs
 (`--int8-target cpu`) are accepted: with TensorRT's conventions (symmetric int8 activations) OpenVINO reached
 31.7 dB against FP32 at the worst frame and lost 2.97 dB against ground truth on held-out clips, where the
-CPU-target graph reached 53.1 dB and lost 0.03 dB (docs/experiments/openvino_precision.py).
+CPU-target graph reached 53.1 dB and lost 0.03 dB (experiments/openvino_precision.py).
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def test_opened_through_the_engine_openers(artifact):
 
 
 def test_int8_only_with_the_cpu_conventions(model_and_artifact, tmp_path, monkeypatch):
-    """TensorRT-convention INT8 graphs lose about 3 dB in OpenVINO (docs/experiments/openvino_precision.py):
+    """TensorRT-convention INT8 graphs lose about 3 dB in OpenVINO (experiments/openvino_precision.py):
     refused with the fix in the message; CPU-target graphs run."""
     from calibration.data import CalibrationSet
     from pahs_export.onnx_export import artifact_from_model

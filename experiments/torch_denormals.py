@@ -3,7 +3,7 @@ through the model in PyTorch, FP32 as users run it, FP32 with `torch.set_flush_d
 autocast where the CPU has native bf16; default weights and random ones (seed 0). Median of 3 after a warm-up,
 in one process, all cores.
 
-    python docs/experiments/torch_denormals.py [--json docs/results/torch-denormals.json]
+    python experiments/torch_denormals.py [--json experiments/results/torch-denormals.json]
 """
 
 import argparse
@@ -32,10 +32,10 @@ def seconds(model: torch.nn.Module, clip: torch.Tensor, autocast: bool = False) 
     return statistics.median(times)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     clip = torch.rand(1, 4, 3, 352, 640, generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)
     models = {"default weights": load_model(default_checkpoint("pahs-t")), "random weights": build_model("pahs-t")}

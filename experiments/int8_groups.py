@@ -1,6 +1,6 @@
 """Which group of layers adds most INT8 noise: each kept in float in turn, on top of the default exclusions.
 
-    python docs/experiments/int8_groups.py [CHECKPOINT] [--target tensorrt|cpu]
+    python experiments/int8_groups.py [CHECKPOINT] [--target tensorrt|cpu]
 
 The full-resolution resblocks are quantized in the baseline ("none") here, as they were before they became
 a default exclusion. Each variant is verified on the held-out 128x80 clip of `pahs-export verify` (60
@@ -32,11 +32,12 @@ GROUPS = {  # node-name parts of each group (the TorchScript exporter's scopes)
     "PPRNN": ("/pprnn/",),
 }
 
-if __name__ == "__main__":
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("checkpoint", nargs="?", default=None)
     parser.add_argument("--target", default="tensorrt", choices=("tensorrt", "cpu"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     model = load_model(args.checkpoint or default_checkpoint("pahs-t"))
     clips = [sample_pair(60, 128, 80, seed=0)]
     default_exclusions = precision.int8_exclusions
@@ -62,3 +63,7 @@ if __name__ == "__main__":
             (r,) = verify_backend(OnnxRuntimeBackend(art), model, clips, TOLERANCES["int8"])
         mean = statistics.fmean(f.psnr for f in r.frames)
         print(f"{label}: worst {r.worst_psnr:.2f} dB, mean {mean:.2f} dB, below FP32 vs GT {r.gt_drop:.3f} dB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,9 +1,9 @@
 """Held-out gain of the pahs-t weights against the training time spent on them: the campaign's curve.
 
-    python docs/experiments/training_curve.py [--json docs/results/training-curve.json]
-                                              [--png docs/results/training-curve.png]
+    python experiments/training_curve.py [--json experiments/results/training-curve.json]
+                                              [--png experiments/results/training-curve.png]
 
-Reads the committed `pahs-eval` reports (docs/results/eval-*.json) of each checkpoint on the shipped weights'
+Reads the committed `pahs-eval` reports (experiments/results/eval-*.json) of each checkpoint on the shipped weights'
 lineage and of the runs continuing it, and prints, per checkpoint, the cumulative training steps, the hours of
 a 2-core machine they took, and the gain over the blurry input on the 14 held-out synthetic sequences and on the
 15 held-out real X4K sequences. Nothing is trained or evaluated here; the reports are what `pahs-eval` wrote.
@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+RESULTS = Path(__file__).resolve().parent / "results"
 
 # seconds per training step (batch 4 x 5 frames x 96 px, 2 threads) of each stage, as measured
 SECONDS_PER_STEP = {
@@ -45,7 +45,7 @@ class Checkpoint:
     label: str
     stage: str  # key of SECONDS_PER_STEP
     steps: int  # steps trained in this stage up to this checkpoint
-    synthetic: str | None  # pahs-eval report on the held-out synthetic set, under docs/results
+    synthetic: str | None  # pahs-eval report on the held-out synthetic set, under experiments/results
     x4k: str | None  # pahs-eval report on the held-out real X4K clips
     after: str | None = None  # label of the checkpoint a new stage starts from (None: the entry before it)
     # taken before its schedule's learning rate had decayed: plotted, but not used for the returns of training
@@ -209,11 +209,11 @@ def plot(rows: list[dict], path: Path, real_from: float) -> None:
     fig.savefig(path)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, default=None, help="also write the curve as JSON")
     parser.add_argument("--png", type=Path, default=None, help="also plot it")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rows = curve()
     print(f"{'checkpoint':<22} {'steps':>6} {'hours':>6} {'synthetic':>10} {'real X4K':>9}")
     for r in rows:

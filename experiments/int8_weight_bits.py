@@ -1,6 +1,6 @@
 """8-bit against 7-bit weights in the cpu-target INT8 graphs: quality and speed on this machine's CPU.
 
-    python docs/experiments/int8_weight_bits.py [CHECKPOINT]
+    python experiments/int8_weight_bits.py [CHECKPOINT]
 
 Without VNNI (AVX2 only), ONNX Runtime's and OpenVINO's uint8 x int8 kernels add products in pairs into
 saturating 16 bits, which 8-bit weights overflow. Each graph is verified over the held-out clips `pahs-export
@@ -9,7 +9,7 @@ is timed (median of 7 after 2 warm-ups, the two graphs interleaved). CHECKPOINT:
 weights; the default calibration set.
 """
 
-import sys
+import argparse
 import tempfile
 from pathlib import Path
 
@@ -31,9 +31,13 @@ from training.samples import sample_pair
 
 BACKENDS = (OnnxRuntimeBackend, OpenVINOBackend)
 
-if __name__ == "__main__":
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", nargs="?", default=None, help="weights (default: the shipped pahs-t)")
+    args = parser.parse_args(argv)
     print("CPU: {} ({})".format(*cpu_description()))
-    model = load_model(sys.argv[1] if len(sys.argv) > 1 else default_checkpoint("pahs-t"))
+    model = load_model(args.checkpoint or default_checkpoint("pahs-t"))
     clips = [sample_pair(60, 128, 80, seed=0), sample_pair(60, 208, 112, seed=1)]
     with tempfile.TemporaryDirectory() as tmp:
         arts = {
@@ -63,3 +67,7 @@ if __name__ == "__main__":
             seconds = interleaved_medians({bits: lambda b=b: b.run("forward", *inputs) for bits, b in opened.items()})
             medians = ", ".join(f"{bits}-bit {1000 * s:.1f} ms" for bits, s in seconds.items())
             print(f"forward step at 640x352, {backend.name}: {medians}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -2,12 +2,12 @@
 8 frames at 320x176 with the default weights' cached ONNX artifact on ONNX Runtime (the export is done once
 before timing). Compare two commits by running it in a worktree of each:
 
-    python docs/experiments/startup_time.py [N]
+    python experiments/startup_time.py [N]
 """
 
+import argparse
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,8 +34,11 @@ def wall(args: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("n", nargs="?", type=int, default=5, help="timed runs of each case (default 5)")
+    args = parser.parse_args(argv)
+    n = args.n
     with tempfile.TemporaryDirectory() as tmp:
         src, out = clip(Path(tmp) / "clip.mp4"), str(Path(tmp) / "out.mp4")
         cases = {"--version": ["--version"], "--help": ["--help"], "8 frames": [str(src), "-o", out, "--overwrite"]}

@@ -1,11 +1,12 @@
 """Which nodes to keep out of INT8, and which calibration: a measurement on the default weights.
 
-    python docs/experiments/int8_exclusions.py
+    python experiments/int8_exclusions.py
 
 INT8 graphs (TensorRT's conventions) with different exclusions and calibration methods, each verified over
 the held-out clips `pahs-export verify` uses (60 frames at 128x80 and 60 at 208x112) against FP32 PyTorch.
 """
 
+import argparse
 import statistics
 import tempfile
 from pathlib import Path
@@ -28,7 +29,9 @@ VARIANTS = {
     "both, percentile 99.999": Int8Options(method="percentile"),
 }
 
-if __name__ == "__main__":
+
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     model = load_model(default_checkpoint("pahs-t"))
     clips = [sample_pair(60, 128, 80, seed=0), sample_pair(60, 208, 112, seed=1)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -44,3 +47,7 @@ if __name__ == "__main__":
             mean = statistics.fmean(f.psnr for r in res for f in r.frames)
             drop = max(r.gt_drop for r in res)
             print(f"{label}: worst {worst:.2f} dB, mean {mean:.2f} dB, below FP32 vs GT {drop:.3f} dB")
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,7 @@ the effect; onnx.reference.ReferenceEvaluator executes the FP16 graph with FP16 
 (pessimistic: numpy also accumulates in FP16). Both variants of the default weights' FP16 export run the
 bidirectional loop over a held-out clip; every frame is compared with FP32 PyTorch.
 
-    python docs/experiments/fp16_state_boundary.py --frames 100 --size 48x32 --json docs/results/fp16_state.json
+    python experiments/fp16_state_boundary.py --frames 100 --size 48x32 --json experiments/results/fp16_state.json
 """
 
 from __future__ import annotations
@@ -52,12 +52,12 @@ def run(folder: Path, clip: np.ndarray, hidden: int, channels: int) -> np.ndarra
     return np.stack(out)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--size", default="48x32")
     ap.add_argument("--json", type=Path)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     w, h = (int(v) for v in args.size.split("x"))
     model = load_model(default_checkpoint("pahs-t"))
     blurry, _ = sample_pair(args.frames, w, h, seed=11)

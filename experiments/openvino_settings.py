@@ -4,7 +4,7 @@ ones `pahs-run --precision` uses). One compiled model at a time; 3 rounds over a
 synchronous inferences after 2 warm-ups, inputs shared without copies (as the backend passes them); the median of
 the rounds is reported, so a noisy neighbour slows every setting alike.
 
-    python docs/experiments/openvino_settings.py [--json docs/results/openvino-settings.json]
+    python experiments/openvino_settings.py [--json experiments/results/openvino-settings.json]
 """
 
 import argparse
@@ -47,10 +47,10 @@ def inputs(model: ov.Model) -> dict[str, np.ndarray]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     core = ov.Core()
     times: dict[str, list[float]] = {}
     for _ in range(ROUNDS):

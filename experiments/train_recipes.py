@@ -10,7 +10,7 @@ cost different amounts per step.
 
 Resumable: each recipe is a `pahs-train` run folder under --work; a finished one is scored, not retrained.
 
-    python docs/experiments/train_recipes.py --steps 150 --json docs/results/train-recipes.json
+    python experiments/train_recipes.py --steps 150 --json experiments/results/train-recipes.json
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def score(checkpoint: str | Path, frames: int = EVAL_FRAMES) -> dict:
     return {"gain_db": o["restored_psnr"] - o["blurry_psnr"], "gain_db_by_blur": gain}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=1500, help="steps per recipe (default 1500)")
     parser.add_argument("--init", default=None, help="start weights (default: the shipped pahs-t)")
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="recipe names to run (default: all)")
     parser.add_argument("--eval-frames", type=int, default=EVAL_FRAMES, help="fewer for a quick try of the script")
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     init = args.init or str(default_checkpoint("pahs-t"))
     threads = torch.get_num_threads()

@@ -14,8 +14,8 @@ blurry frame every ``--stride`` frames), centre-cropped to the aspect of ``--siz
 linear light, quantised to 8 bits like decoded video, and concatenated; without ``--data``, held-out synthetic
 clips (``training.samples``) are concatenated instead.
 
-    nice -n 5 python docs/experiments/segment_warmup.py --data ../shared/data/x4k1000fps \\
-        --json docs/results/segment-warmup.json
+    nice -n 5 python experiments/segment_warmup.py --data X4K_DIR \\
+        --json experiments/results/segment-warmup.json
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def timed(run):
     return out, time.monotonic() - started
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, help="the X4K1000FPS clip folder; without it, synthetic clips")
     ap.add_argument("--size", default="320x176", help="WxH of the frames restored")
@@ -126,7 +126,7 @@ def main() -> None:
     ap.add_argument("--warmups", default="0,2,4,8,16,32")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (1: a shared machine)")
     ap.add_argument("--json", type=Path)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     width, height = (int(v) for v in args.size.split("x"))
     k, n = args.chunk, args.lookahead
     warmups = [int(w) for w in args.warmups.split(",")]
@@ -218,7 +218,7 @@ def main() -> None:
     chosen = next((r["warmup"] for r in rows if r["worst_psnr"] >= TARGET_PSNR), None)
     per_frame_full, per_frame_forward = single_seconds / total, forward_seconds / total
     results = {
-        "command": "python docs/experiments/segment_warmup.py"
+        "command": "python experiments/segment_warmup.py"
         + (f" --data {args.data}" if args.data else "")
         + f" --size {args.size} --segment-frames {args.segment_frames} --chunk {k} --lookahead {n}",
         "model": {"preset": model.preset.name, "weights": source.get("path", source.get("kind"))},

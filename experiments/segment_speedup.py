@@ -16,7 +16,7 @@ Each run's wall time is taken from outside (fork to exit: Ray's start and stop, 
 included) and from its ``--json`` summary (the pass, segments and join). Medians are reported with the ratios
 single / segmented. Run it on a quiet machine:
 
-    python docs/experiments/segment_speedup.py --json docs/results/segment-speedup.json
+    python experiments/segment_speedup.py --json experiments/results/segment-speedup.json
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def timed_run(args: list[str], summary: Path) -> dict:
     return {"wall": wall, "summary": json.loads(summary.read_text())}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=128)
     parser.add_argument("--size", default="320x176")
@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--json", type=Path)
-    a = parser.parse_args()
+    a = parser.parse_args(argv)
     width, height = (int(v) for v in a.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -99,7 +99,7 @@ def main() -> None:
     wall = {m: statistics.median(r["wall"] for r in rs) for m, rs in runs.items()}
     cpu, isa = cpu_description()
     result = {
-        "command": "python docs/experiments/segment_speedup.py " + " ".join(sys.argv[1:]),
+        "command": "python experiments/segment_speedup.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "cpu": cpu,
         "isa": isa,
         "cores": os.cpu_count(),

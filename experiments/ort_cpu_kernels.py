@@ -1,9 +1,10 @@
 """What ONNX Runtime's CPU provider makes of each precision: node counts after its graph optimizations,
 one forward step's time at 640x352, and the fuse graph's per-op profile. Default weights.
 
-    python docs/experiments/ort_cpu_kernels.py
+    python experiments/ort_cpu_kernels.py
 """
 
+import argparse
 import json
 import tempfile
 from collections import Counter, defaultdict
@@ -52,7 +53,8 @@ def fuse_profile(path: Path, feed: dict) -> dict[str, float]:
     return {op: round(100 * t / total, 1) for op, t in sorted(per_op.items(), key=lambda kv: -kv[1])}
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     model = load_model(default_checkpoint("pahs-t"))
     rng = np.random.default_rng(0)
     step = {
@@ -78,3 +80,7 @@ if __name__ == "__main__":
                   {k: ops[k] for k in keys if ops[k]})  # fmt: skip
             if precision == "fp32":
                 print(f"  fp32 fuse graph profile (% of kernel time): {fuse_profile(art / 'fuse.onnx', fuse)}")
+
+
+if __name__ == "__main__":
+    main()

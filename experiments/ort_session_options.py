@@ -4,7 +4,7 @@ ones `pahs-run --precision` uses). One session at a time (an idle session's spin
 next); 3 rounds over all options, each a median of 5 runs after 2 warm-ups; the median of the rounds is
 reported, so a noisy neighbour slows every option alike.
 
-    python docs/experiments/ort_session_options.py [--json docs/results/ort-session-options.json]
+    python experiments/ort_session_options.py [--json experiments/results/ort-session-options.json]
 """
 
 import argparse
@@ -60,10 +60,10 @@ def session_for(path: Path, threads: int, config: dict[str, str], parallel: bool
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     times: dict[str, list[float]] = {}
     for _ in range(ROUNDS):
         for precision in ("fp32", "int8"):

@@ -1,8 +1,8 @@
 """Gain of the same weights on the real X4K clips they trained on and on the held-out ones.
 
-    python docs/experiments/x4k_seen_vs_unseen.py DATA [CHECKPOINT] [--split train|heldout]
+    python experiments/x4k_seen_vs_unseen.py DATA [CHECKPOINT] [--split train|heldout]
 
-DATA: the X4K1000FPS test clips (../shared/data/x4k1000fps). Both splits are blurred with the fixed
+DATA: a folder of the X4K1000FPS test clips (33 frames of 1000 fps each). Both splits are blurred with the fixed
 evaluation protocol (training.highfps: windows of 9, 17 and 25 frames, stride 4, 2x downscale) and
 scored as `pahs-eval --layout x4k` scores the held-out ones. A gain much larger on the training clips than on
 the held-out ones means the weights have learned those clips rather than real blur: more real footage, not
@@ -17,12 +17,13 @@ from pahs_export.weights import default_checkpoint
 from training.evaluate import evaluate
 from training.highfps import protocol_sequences
 
-if __name__ == "__main__":
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data")
     parser.add_argument("checkpoint", nargs="?", default=None)
     parser.add_argument("--split", choices=("train", "heldout"), default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     checkpoint = args.checkpoint or default_checkpoint("pahs-t")
     print(f"weights: {checkpoint}")
     model = load_model(checkpoint, preset="pahs-t", bidirectional=True)
@@ -35,3 +36,7 @@ if __name__ == "__main__":
                 f"{g['restored_ssim']:.4f}",
                 flush=True,
             )
+
+
+if __name__ == "__main__":
+    main()

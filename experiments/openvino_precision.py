@@ -2,7 +2,7 @@
 
 Every frame of the verification clips of `pahs-export verify` (held-out synthetic content, 60 frames at 128x80
 and 208x112): worst PSNR against FP32 and the mean PSNR lost against ground truth. Run:
-`python docs/experiments/openvino_precision.py` (writes docs/results/openvino-precision.json).
+`python experiments/openvino_precision.py` (writes experiments/results/openvino-precision.json).
 
 The OpenVINO backend refuses INT8 graphs made with TensorRT's conventions (this experiment is why); to measure
 what that refusal avoids, the script hands it such an artifact relabelled as CPU-target (the graphs unchanged).
@@ -10,6 +10,7 @@ what that refusal avoids, the script hands it such an artifact relabelled as CPU
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -30,7 +31,8 @@ from training.samples import sample_pair
 VARIANTS = {"fp16": ("fp16", None), "int8": ("int8", "tensorrt"), "int8-cpu": ("int8", "cpu")}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     checkpoint = default_checkpoint("pahs-t")
     model = load_model(checkpoint)
     weights = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()[:12]  # which default weights were measured

@@ -1,6 +1,6 @@
 """The reconstructor's full-resolution resblocks in INT8 or in float: quality and speed.
 
-    python docs/experiments/int8_full_resolution.py [CHECKPOINT]
+    python experiments/int8_full_resolution.py [CHECKPOINT]
 
 For each INT8 target (TensorRT's conventions, run as written; the cpu target), graphs with and without
 ``Int8Options.exclude_full_resolution`` are verified over the held-out clips `pahs-export verify` uses (60
@@ -9,8 +9,8 @@ holding the reconstructor) of the cpu target at 640x352 is timed through ONNX Ru
 7 after 2 warm-ups, the two graphs interleaved). CHECKPOINT: default, the shipped weights.
 """
 
+import argparse
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
@@ -37,9 +37,13 @@ def mean_psnr(result) -> float:
 
 LABELS = {True: "full resolution in float", False: "full resolution in INT8"}
 
-if __name__ == "__main__":
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", nargs="?", default=None, help="weights (default: the shipped pahs-t)")
+    args = parser.parse_args(argv)
     print("CPU: {} ({})".format(*cpu_description()))
-    checkpoint = sys.argv[1] if len(sys.argv) > 1 else default_checkpoint("pahs-t")
+    checkpoint = args.checkpoint or default_checkpoint("pahs-t")
     print(f"weights: {checkpoint}")
     model = load_model(checkpoint)
     clips = [sample_pair(60, 128, 80, seed=0), sample_pair(60, 208, 112, seed=1)]
@@ -72,3 +76,7 @@ if __name__ == "__main__":
             seconds = interleaved_medians({e: lambda b=b: b.run("fuse", *inputs) for e, b in opened.items()})
             medians = ", ".join(f"{LABELS[e]} {1000 * s:.1f} ms" for e, s in seconds.items())
             print(f"fuse step at 640x352, cpu target, {backend.name}: {medians}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

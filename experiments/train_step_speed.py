@@ -3,9 +3,10 @@
 One fixed batch of 4 synthetic clips x 5 frames at 96x96 (the `pahs-train` defaults), L1 loss, Adam; one
 warm-up step, then the median of 5 timed steps per variant, all in one run.
 
-    python docs/experiments/train_step_speed.py
+    python experiments/train_step_speed.py
 """
 
+import argparse
 import statistics
 import time
 
@@ -15,7 +16,8 @@ from pahs_export.checkpoint import build_model
 from training.synth import SynthConfig, make_clip
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     torch.manual_seed(0)
     clips = [make_clip(i, SynthConfig(height=96, width=96, frames=5)) for i in range(4)]
     blurry, sharp = torch.stack([b for b, _ in clips]), torch.stack([s for _, s in clips])
