@@ -69,14 +69,7 @@ class Restorer:
         free memory holds at these settings, checked at the first frame). The same semantics as
         `pahs-run --lookahead/--chunk/--max-pixels/--spill-dir`.
         """
-        options = RunOptions(
-            lookahead=lookahead,
-            chunk=chunk,
-            progress=False,
-            max_pixels=max_pixels,
-            spill_dir=None if spill_dir is None else Path(spill_dir),
-        )
-        check_options(options, self.backend, lookahead_given=lookahead != DEFAULT_LOOKAHEAD)
+        options = self._options(lookahead, chunk, max_pixels, spill_dir)
         kinds: list[tuple[Any, int, int]] = []  # per frame: (type to return, height, width), oldest first
 
         def padded() -> Iterator[Tensor]:
@@ -139,18 +132,31 @@ class Restorer:
             encoder = replace(OutputOptions(), **output)
         except TypeError as e:
             raise PahsError(f"expected encoder settings of OutputOptions, found {sorted(output)} ({e})") from None
+        options = self._options(lookahead, chunk, max_pixels, spill_dir, encoder, progress)
+        return run_video(
+            src, None if dst is None else str(dst), self.backend, options, None if compare is None else str(compare)
+        )
+
+    def _options(
+        self,
+        lookahead: int | None,
+        chunk: int,
+        max_pixels: int | None,
+        spill_dir: str | Path | None,
+        output: OutputOptions | None = None,
+        progress: bool = False,
+    ) -> RunOptions:
+        """The run's settings, checked against the open engine (as `pahs-run` checks its options)."""
         options = RunOptions(
             lookahead=lookahead,
             chunk=chunk,
-            output=encoder,
+            output=OutputOptions() if output is None else output,
             progress=progress,
             max_pixels=max_pixels,
             spill_dir=None if spill_dir is None else Path(spill_dir),
         )
         check_options(options, self.backend, lookahead_given=lookahead != DEFAULT_LOOKAHEAD)
-        return run_video(
-            src, None if dst is None else str(dst), self.backend, options, None if compare is None else str(compare)
-        )
+        return options
 
 
 def open(  # shadows the builtin on purpose: `pahs.open`, like `av.open`

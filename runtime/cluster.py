@@ -78,6 +78,11 @@ class ClusterOptions:
     gpus_per_worker: float | None = None  # GPUs each worker reserves; None: none (CPU workers)
     cpus_per_worker: float | None = None  # CPUs each worker reserves; None: see worker_shape
 
+    @property
+    def on_ray(self) -> bool:
+        """Whether jobs run on Ray (an address is given), not here."""
+        return self.address is not None
+
 
 def require_ray() -> Any:
     """The ``ray`` module, or a one-line error saying how to install it."""
