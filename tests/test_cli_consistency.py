@@ -23,6 +23,7 @@ from pahs_export.contract import PRECISIONS
 from pahs_export.precision import CALIBRATION_METHODS, INT8_TARGETS
 from pahs_export.presets import PRESETS
 from pahs_export.training.datasets import LAYOUTS
+from pahs_export.training.shake import CONTENT_LAYOUTS
 from runtime.bench.variants import VARIANTS
 from runtime.engines import OPENERS
 from runtime.io import OUTPUT_CODECS, OUTPUT_FORMATS
@@ -83,7 +84,7 @@ OPTIONS = {
     "pahs-train": ["--output", "-o", "--preset", "-p", "--device", "--quiet", "-q"],
     "pahs-eval": ["--preset", "-p", "--device", "--quiet", "-q", "--checkpoint", "-c", "--frames", "-n"],
 }
-LAYOUT_CHOICES = (*LAYOUTS, "x4k")
+LAYOUT_CHOICES = (*LAYOUTS, "x4k", *CONTENT_LAYOUTS)
 CHOICES = {
     "pahs-export info": {"--preset": PRESETS},
     "pahs-export onnx": {
