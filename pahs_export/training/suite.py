@@ -205,3 +205,30 @@ def run_suite(
             seqs = announce(seqs)
         report.rows[name] = evaluate(model, seqs, lookahead, pictures)
     return report
+
+
+SHIP_TOLERANCE = 0.1  # dB a row may lose against a reference and still ship
+
+
+def shipping_problems(candidate: dict, shipped: dict, others: dict[str, dict] | None = None) -> list[str]:
+    """Why weights scored ``candidate`` may not replace the shipped ones (empty: they may), by the rule that
+    protects users: the suite mean rises over ``shipped``'s, and no row loses more than :data:`SHIP_TOLERANCE`
+    against ``shipped`` nor against any of ``others`` (e.g. ``{"stage 3": report}``). Reports are
+    :meth:`SuiteReport.to_json` dicts of the same rows."""
+    problems = []
+    if candidate["suite_mean_gain"] <= shipped["suite_mean_gain"]:
+        problems.append(
+            f"suite mean {candidate['suite_mean_gain']:+.2f} dB does not rise over the shipped "
+            f"{shipped['suite_mean_gain']:+.2f} dB"
+        )
+    for label, reference in {"shipped": shipped, **(others or {})}.items():
+        missing = set(reference["rows"]) - set(candidate["rows"])
+        if missing:
+            problems.append(f"rows {', '.join(sorted(missing))} of the {label} report are not scored")
+        for row, ref in reference["rows"].items():
+            if row in candidate["rows"] and candidate["rows"][row]["gain"] < ref["gain"] - SHIP_TOLERANCE:
+                problems.append(
+                    f"{row} gains {candidate['rows'][row]['gain']:+.2f} dB against {ref['gain']:+.2f} with the "
+                    f"{label} weights (more than {SHIP_TOLERANCE} dB lost)"
+                )
+    return problems

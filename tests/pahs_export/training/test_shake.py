@@ -186,3 +186,19 @@ def test_suite_rows_and_training_validation_on_its_subset(data, tmp_path, monkey
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert set(log[-1]["suite_rows"]) == {"set8", "davis", "set14", "synthetic"}
     assert log[-1]["suite_gain"] == pytest.approx(np.mean(list(log[-1]["suite_rows"].values())))
+
+
+def test_shipping_rule_protects_every_row():
+    from pahs_export.training.suite import shipping_problems
+
+    def report(mean: float, **gains: float) -> dict:
+        return {"suite_mean_gain": mean, "rows": {row: {"gain": g} for row, g in gains.items()}}
+
+    shipped = report(1.0, x4k=0.8, davis=0.1)
+    stage3 = report(0.9, x4k=0.2, davis=0.5)
+    assert shipping_problems(report(1.2, x4k=0.9, davis=0.45), shipped, {"stage 3": stage3}) == []
+    lost = shipping_problems(report(1.2, x4k=0.9, davis=0.3), shipped, {"stage 3": stage3})
+    assert lost == ["davis gains +0.30 dB against +0.50 with the stage 3 weights (more than 0.1 dB lost)"]
+    flat = shipping_problems(report(1.0, x4k=0.8, davis=0.5), shipped)
+    assert flat == ["suite mean +1.00 dB does not rise over the shipped +1.00 dB"]
+    assert "not scored" in shipping_problems(report(2.0, x4k=2.0), shipped)[0]
