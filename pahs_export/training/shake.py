@@ -26,8 +26,10 @@ folder named ``set8-gopro``.
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,7 +153,37 @@ class VideoContent:
 
 @functools.lru_cache(maxsize=24)
 def read_video(path: Path, scale: int = VIDEO_SCALE) -> VideoContent:
-    """Every frame of an ordinary-rate clip, downscaled ``scale`` x in linear light (cached per process)."""
+    """Every frame of an ordinary-rate clip, downscaled ``scale`` x in linear light: cached per process, and on
+    disk under ``$PAHS_CACHE/content/`` (decoding a 720p clip takes tens of seconds; every run and data-loading
+    process would pay it again), keyed by the file's path, size and modification time and by ``scale``."""
+    from ..cache import cache_dir
+
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{scale}|1".encode()).hexdigest()[:24]
+    cached = cache_dir() / "content" / f"{path.stem}-{key}.npy"
+    if cached.is_file():
+        try:
+            return _video_content(np.load(cached, mmap_mode="r"))
+        except (OSError, ValueError):  # damaged: decode again and replace it
+            pass
+    frames = _decode_video(path, scale)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f".{cached.name}.{os.getpid()}.partial")
+        with partial.open("wb") as f:
+            np.save(f, frames)
+        os.replace(partial, cached)  # atomic: concurrent readers see the whole file or none
+    except OSError:  # a read-only or full cache only costs speed
+        pass
+    return _video_content(frames)
+
+
+def _video_content(frames: np.ndarray) -> VideoContent:
+    sharp = np.array([sharpness(np.asarray(f[None], dtype=np.float32) / 255.0)[0] for f in frames])
+    return VideoContent(frames, sharp >= SHARPNESS_FLOOR * np.median(sharp))
+
+
+def _decode_video(path: Path, scale: int) -> np.ndarray:
     import av
 
     try:
@@ -168,9 +200,7 @@ def read_video(path: Path, scale: int = VIDEO_SCALE) -> VideoContent:
         ) from None
     if not frames:
         raise PahsError(f"expected frames in {path}, found none; remove or replace it")
-    stack = np.stack(frames)
-    sharp = sharpness(stack.astype(np.float32) / 255.0)
-    return VideoContent(stack, sharp >= SHARPNESS_FLOOR * np.median(sharp))
+    return np.stack(frames)
 
 
 @functools.lru_cache(maxsize=64)

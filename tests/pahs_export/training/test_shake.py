@@ -80,8 +80,15 @@ def test_held_out_content_stays_apart(data):
         find_content(data, "x4k", "train")
 
 
-def test_video_is_downscaled_in_linear_light_and_blurred_frames_are_marked(data):
+def test_video_is_downscaled_in_linear_light_and_blurred_frames_are_marked(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("PAHS_CACHE", str(tmp_path))
+    read_video.cache_clear()
     video = read_video(data / "video" / "davis" / "cows.mp4")
+    (cached,) = (tmp_path / "content").iterdir()  # decoded once, then read from the disk cache
+    read_video.cache_clear()
+    again = read_video(data / "video" / "davis" / "cows.mp4")
+    assert isinstance(again.frames, np.memmap) and np.array_equal(again.frames, video.frames)
+    assert np.array_equal(again.sharp_enough, video.sharp_enough) and cached.name.startswith("cows-")
     assert video.frames.shape == (12, 64, 96, 3) and video.frames.dtype == np.uint8
     assert not video.sharp_enough[5] and video.sharp_enough[[0, 4, 6, 11]].all()
     # a window never includes the smeared frame when one without it exists
