@@ -26,6 +26,7 @@ from pahs_export.presets import PRESETS
 from runtime.engines import OPENERS
 from runtime.io import OUTPUT_CODECS, OUTPUT_FORMATS
 from training.datasets import LAYOUTS
+from training.shake import CONTENT_LAYOUTS
 
 ROOT = Path(__file__).resolve().parents[1]
 # console script -> (module, its Typer app, its main(argv) -> int); pyproject's [project.scripts] must match.
@@ -83,7 +84,7 @@ OPTIONS = {
     "pahs-train": ["--output", "-o", "--preset", "-p", "--device", "--quiet", "-q"],
     "pahs-eval": ["--preset", "-p", "--device", "--quiet", "-q", "--checkpoint", "-c", "--frames", "-n"],
 }
-LAYOUT_CHOICES = (*LAYOUTS, "x4k")
+LAYOUT_CHOICES = (*LAYOUTS, "x4k", *CONTENT_LAYOUTS)
 CHOICES = {
     "pahs-export info": {"--preset": PRESETS},
     "pahs-export onnx": {

@@ -159,15 +159,22 @@ class HighFpsClips(Dataset):
 
 
 class MixedClips(Dataset):
-    """Items from ``a`` and ``b`` interleaved: item ``i`` is ``b[i]`` with probability ``fraction_b`` (fixed by
-    ``seed`` and ``i``), else ``a[i]``; both must be at least as long."""
+    """Items of ``base`` mixed with items of weighted ``parts``: item ``i`` is ``parts[j][0][i]`` with probability
+    ``parts[j][1]`` (one draw fixed by ``seed`` and ``i``, taken against the parts' cumulative weights in order),
+    else ``base[i]``; the weights sum to at most 1 and every data set is at least ``length`` long."""
 
-    def __init__(self, a: Dataset, b: Dataset, fraction_b: float, length: int, seed: int = 0) -> None:
-        self.a, self.b, self.fraction_b, self.length, self.seed = a, b, fraction_b, length, seed
+    def __init__(self, base: Dataset, parts: list[tuple[Dataset, float]], length: int, seed: int = 0) -> None:
+        if sum(w for _, w in parts) > 1.0 + 1e-9 or any(w < 0 for _, w in parts):
+            raise PahsError(f"expected mixing weights >= 0 summing to at most 1, found {[w for _, w in parts]}")
+        self.base, self.parts, self.length, self.seed = base, parts, length, seed
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        use_b = np.random.default_rng([self.seed, 11, index]).random() < self.fraction_b
-        return (self.b if use_b else self.a)[index]
+        draw = np.random.default_rng([self.seed, 11, index]).random()
+        for dataset, weight in self.parts:
+            if draw < weight:
+                return dataset[index]
+            draw -= weight
+        return self.base[index]

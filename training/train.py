@@ -30,9 +30,12 @@ from pahs_export.signals import interrupted, signal_name, termination_handlers
 
 from .datasets import SequenceClips, find_sequences
 from .highfps import HighFpsClips, MixedClips
+from .shake import CONTENT_LAYOUTS, ContentClips
 from .synth import SynthConfig, SyntheticClips, make_clip
 
-REAL_FRACTION = 0.5  # with --layout x4k: the share of training clips cut from real footage
+# The share of training clips a --data folder gives when no weight follows it: a paired data set alone replaces
+# the synthetic clips; real footage and content folders join them.
+DEFAULT_WEIGHTS = {"x4k": 0.5, "photos": 0.25, "video": 0.25}
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,12 @@ class TrainConfig:
     lookahead: int | None = DEFAULT_LOOKAHEAD  # backward window while training (the reference model's semantics)
     seed: int = 0  # everything random derives from this
     init: str | None = None  # start from these weights (a checkpoint of the same preset) instead of from scratch
-    data: str | None = None  # None: synthetic GOPRO-style clips; else a dataset folder (GOPRO/DVD/REDS/paired)
-    layout: str | None = None  # dataset layout for `data` (None: detect)
+    # Training data beside the procedural synthetic clips: folders, each "DIR" or "DIR:WEIGHT" (the share of
+    # training clips cut from it; see data_sources). Empty: synthetic clips only. A str is one folder.
+    data: tuple[str, ...] = ()
+    # The layout of each `data` folder, in order (gopro, dvd, reds, paired, x4k, photos, video); empty: detect
+    # every one, a single layout: all of them. A str is one layout.
+    layout: tuple[str, ...] = ()
     val_every: int = 250  # steps between validations (and checkpoints)
     val_clips: int = 4  # held-out synthetic clips used for validation
     grad_clip: float = 1.0  # max gradient norm (recurrence can spike early on)
@@ -64,6 +71,16 @@ class TrainConfig:
     # Synthetic clips: the camera and each object move 0.15-1 x this many px per exposure. 50 covers a ball
     # bounced by hand in a GOPRO-style exposure at 1280x720 (30-50 px); runs before it existed used 25.
     max_motion: float = 50.0
+    # A folder holding x4k1000fps/, video/ and photos/: validate on a fixed subset of the validation suite
+    # (training.suite; the best checkpoint is the one with the highest mean gain there). None: on
+    # `val_clips` held-out synthetic clips only.
+    val_suite: str | None = None
+
+    def __post_init__(self) -> None:  # one folder or layout may be given as a str (and None as nothing)
+        for name in ("data", "layout"):
+            value = getattr(self, name)
+            value = () if value is None else (value,) if isinstance(value, str) else tuple(value)
+            object.__setattr__(self, name, value)
 
 
 # Settings a saved run may lack (it predates them), with the value that run used.
@@ -72,19 +89,60 @@ LOSSES = ("l1", "charbonnier")
 CHARBONNIER_EPS = 1e-3
 
 
+def data_sources(cfg: TrainConfig) -> list[tuple[str, str | None, float]]:
+    """(folder, layout, weight) of every ``cfg.data`` entry. A weight follows a folder as ``DIR:WEIGHT``; without
+    one a folder takes :data:`DEFAULT_WEIGHTS` of its layout (1.0 for a paired data set). The weights are shares
+    of the training clips; the procedural synthetic clips take the rest, so they must sum to at most 1."""
+    layouts: tuple[str | None, ...] = cfg.layout or (None,) * len(cfg.data)
+    if len(layouts) == 1 and len(cfg.data) > 1:
+        layouts = layouts * len(cfg.data)
+    if len(layouts) != len(cfg.data):
+        raise PahsError(
+            f"expected one --layout per --data (or one for all), found {len(cfg.layout)} for {len(cfg.data)}; "
+            "give them in the same order"
+        )
+    out = []
+    for entry, layout in zip(cfg.data, layouts, strict=True):
+        folder, _, tail = entry.rpartition(":")
+        try:
+            weight = float(tail) if folder else None
+        except ValueError:
+            weight = None
+        if weight is None:
+            folder = entry
+            weight = DEFAULT_WEIGHTS.get(layout or "", 1.0)
+        if not (0.0 <= weight <= 1.0):
+            raise PahsError(f"expected a --data weight in [0, 1] after the folder, found {entry!r}; e.g. DIR:0.3")
+        out.append((folder, layout, weight))
+    total = sum(w for _, _, w in out)
+    if total > 1.0 + 1e-9:
+        raise PahsError(
+            f"expected --data weights that sum to at most 1 (the synthetic clips take the rest), found {total:g}; "
+            "give each folder a weight, e.g. --data photos:0.2 --data video:0.2"
+        )
+    return out
+
+
 def _train_dataset(cfg: TrainConfig) -> Dataset:
     length = cfg.steps * cfg.batch
     # Seeds of training clips never overlap validation/evaluation seeds (those use the held-out split).
     synth = SynthConfig(height=cfg.crop, width=cfg.crop, frames=cfg.frames, max_motion=cfg.max_motion, split="train")
     synthetic = SyntheticClips(seed_base=cfg.seed * 10_000_000, length=length, config=synth)
-    if cfg.data is None:
+    parts: list[tuple[Dataset, float]] = []
+    for folder, layout, weight in data_sources(cfg):
+        common = {"frames": cfg.frames, "crop": cfg.crop, "length": length, "seed": cfg.seed}
+        if layout == "x4k":
+            dataset: Dataset = HighFpsClips(folder, **common)
+        elif layout in CONTENT_LAYOUTS:
+            dataset = ContentClips(folder, layout, **common)
+        else:
+            dataset = SequenceClips(find_sequences(folder, layout), **common)
+        parts.append((dataset, weight))
+    if not parts:
         return synthetic
-    if cfg.layout == "x4k":  # real high-frame-rate clips join the synthetic ones, half and half
-        real = HighFpsClips(cfg.data, frames=cfg.frames, crop=cfg.crop, length=length, seed=cfg.seed)
-        return MixedClips(synthetic, real, REAL_FRACTION, length, seed=cfg.seed)
-
-    sequences = find_sequences(cfg.data, cfg.layout)
-    return SequenceClips(sequences, frames=cfg.frames, crop=cfg.crop, length=cfg.steps * cfg.batch, seed=cfg.seed)
+    if len(parts) == 1 and parts[0][1] == 1.0:  # a data set alone, as before mixing existed
+        return parts[0][0]
+    return MixedClips(synthetic, parts, length, seed=cfg.seed)
 
 
 def validation_clips(cfg: TrainConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -106,6 +164,21 @@ def validate(model: PAHS, clips: list[tuple[torch.Tensor, torch.Tensor]], lookah
     blurry = [clip_psnr(b, s) for b, s in clips]
     model.train()
     return {"val_psnr": sum(restored) / len(restored), "val_blurry_psnr": sum(blurry) / len(blurry)}
+
+
+def validate_suite(model: PAHS, sequences: list, lookahead: int | None) -> dict:
+    """Gains (dB, uint8 PSNR as pahs-eval scores) per row of the suite's validation subset and their mean
+    (``suite_gain``): what the best checkpoint is chosen by when training validates on the suite."""
+    from .evaluate import evaluate
+
+    model.eval()
+    report = evaluate(model, sequences, lookahead)
+    model.train()
+    rows: dict[str, list[float]] = {}
+    for seq in report.sequences:
+        rows.setdefault(seq.name.split("/", 1)[0], []).append(seq.restored_psnr - seq.blurry_psnr)
+    gains = {row: sum(v) / len(v) for row, v in rows.items()}
+    return {"suite_gain": sum(gains.values()) / len(gains), "suite_rows": gains}
 
 
 def _lr_at(cfg: TrainConfig, step: int) -> float:
@@ -281,6 +354,10 @@ def train(
         best = state["best"]
 
     val = validation_clips(cfg)
+    if cfg.val_suite is not None:
+        from .suite import validation_sequences
+
+        val = (val, validation_sequences(cfg.val_suite))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(cfg, device))
     log = (out / "log.jsonl").open("a")
     bar = None
@@ -348,14 +425,20 @@ def _train_steps(
         record = {"step": step, "loss": running, "lr": _lr_at(cfg, step), "seconds": time.monotonic() - started}
         extra = {"train_step": str(step), "train_config": json.dumps(asdict(cfg))}
         if validating:
-            metrics = validate(model, val, cfg.lookahead, device)
+            clips, suite = val if isinstance(val, tuple) else (val, None)
+            metrics = validate(model, clips, cfg.lookahead, device)
+            if suite is not None:
+                metrics |= validate_suite(model, suite, cfg.lookahead)
             record.update(metrics)
             if bar:
+                extra_text = f", suite gain {metrics['suite_gain']:+.2f} dB" if suite is not None else ""
                 bar.write(
                     f"step {step}: val PSNR {metrics['val_psnr']:.2f} dB (blurry {metrics['val_blurry_psnr']:.2f})"
+                    + extra_text
                 )
-            if metrics["val_psnr"] > best:
-                best = metrics["val_psnr"]
+            score = metrics["suite_gain"] if suite is not None else metrics["val_psnr"]
+            if score > best:
+                best = score
                 save_checkpoint(model, out / "best.safetensors", extra=extra)
         else:  # stopped by a signal between validations: checkpoint now, validate at the next regular step
             record["stopped"] = signal_name(signum)

@@ -12,6 +12,7 @@ import typer
 from pahs_export.presets import DEFAULT_LOOKAHEAD, DEFAULT_PRESET
 from training.datasets import LAYOUTS
 from training.evaluate import EVAL_FRAMES, EVAL_SEQUENCES, EVAL_SIZE
+from training.shake import CONTENT_LAYOUTS
 from training.train import LOSSES, TrainConfig
 
 from .common import (
@@ -24,11 +25,12 @@ from .common import (
     new_app,
     preset_option,
     value_of,
+    values_of,
 )
 
 train_app = new_app("Train PAHS (L1 or Charbonnier + Adam) on synthetic GOPRO-style clips or a dataset folder.")
 DEFAULTS = TrainConfig()
-Layout = choices("Layout", (*LAYOUTS, "x4k"))
+Layout = choices("Layout", (*LAYOUTS, "x4k", *CONTENT_LAYOUTS))
 Loss = choices("Loss", LOSSES)
 
 
@@ -59,10 +61,32 @@ def train(
     init: Annotated[
         Optional[str], _opt("init", "Start from this checkpoint (fine-tune)", "none: from random weights")
     ] = None,
-    data: Annotated[Optional[str], _opt("data", "Dataset folder", "none: synthetic GOPRO-style clips")] = None,
+    data: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--data",
+            help="A folder of training data, DIR or DIR:WEIGHT; repeatable. WEIGHT is its share of the training "
+            "clips (default 0.5 for x4k, 0.25 for photos and video, 1 for a paired data set); the procedural "
+            "synthetic clips take the rest, so the weights sum to at most 1 (default: synthetic clips only).",
+        ),
+    ] = None,
     layout: Annotated[
-        Optional[Layout],
-        _opt("layout", "Layout of --data; x4k: 1000 fps clips mixed with synthetic ones", "detected from --data"),
+        Optional[list[Layout]],
+        typer.Option(
+            "--layout",
+            help="Layout of each --data, in order (one for all is fine): gopro, dvd, reds, paired (blurry/sharp "
+            "pairs); x4k (1000 fps clips, real temporal blur); photos or video (real content blurred by a "
+            "synthesized hand-held camera shake, with noise, highlights and compression) (default: detected).",
+        ),
+    ] = None,
+    val_suite: Annotated[
+        Optional[str],
+        typer.Option(
+            "--val-suite",
+            help="A folder holding x4k1000fps/, video/ and photos/: validate on the fixed subset of pahs-eval "
+            "--suite and keep as best the checkpoint with the highest mean gain there (default: held-out "
+            "synthetic clips).",
+        ),
     ] = None,
     val_every: Annotated[Optional[int], _opt("val-every", "Steps between validations and checkpoints")] = None,
     workers: Annotated[Optional[int], _opt("workers", "Data-loading processes")] = None,
@@ -94,7 +118,7 @@ def train(
     debug: DebugOpt = False,
 ) -> None:
     """Train a model; the run folder's last.safetensors is a checkpoint for `pahs-export onnx --checkpoint`."""
-    given = {name: value_of(value) for name, value in locals().items()}
+    given = {name: values_of(value) if isinstance(value, list) else value_of(value) for name, value in locals().items()}
     changes = {f.name: given[f.name] for f in fields(TrainConfig) if given.get(f.name) is not None}
     from training.train import TrainingStopped, load_train_state
     from training.train import train as run_training
@@ -154,6 +178,14 @@ def evaluate(
         typer.Option("--lookahead", "-l", help=f"Future frames each frame sees (default {DEFAULT_LOOKAHEAD})."),
     ] = None,
     device: Annotated[Optional[str], device_option("cpu", "where to restore")] = None,
+    suite: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--suite",
+            help="Score the fixed validation suite instead: a folder holding x4k1000fps/, video/ and photos/; one "
+            "row per set (X4K, Set8, DAVIS, Set14 held out, procedural synthetic) and the suite mean.",
+        ),
+    ] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON.")] = None,
     pictures: Annotated[
         Optional[Path],
@@ -178,6 +210,16 @@ def evaluate(
     model, source = resolve_model(checkpoint, value_of(preset))
     if device is not None:
         model = model.to(device)
+    if suite is not None:
+        from training.suite import run_suite
+
+        look = DEFAULT_LOOKAHEAD if lookahead is None else lookahead
+        result = run_suite(model, suite, lookahead=look, pictures=pictures, announce=None if quiet else _announced)
+        typer.echo(f"model: {model.preset.name}, weights: {source.get('path', source['kind'])}")
+        typer.echo(result.table())
+        if json_out:
+            json_out.write_text(json.dumps(result.to_json() | {"weights": source}, indent=2) + "\n")
+        return
     if data is not None:
         seqs = dataset_sequences(data, value_of(layout), max_frames)
     else:

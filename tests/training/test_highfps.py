@@ -86,7 +86,7 @@ def test_training_clips_are_reproducible_crops(root):
     assert max(data.windows) <= 33 - 4 * 4
     with pytest.raises(PahsError, match="--frames 5 or fewer"):
         HighFpsClips(root, frames=9, crop=16, length=1)
-    mixed = MixedClips(data, HighFpsClips(root, frames=5, crop=16, length=10, seed=4), 0.5, 10)
+    mixed = MixedClips(data, [(HighFpsClips(root, frames=5, crop=16, length=10, seed=4), 0.5)], 10)
     picks = {bool((mixed[i][0] == data[i][0]).all()) for i in range(10)}
     assert picks == {True, False}  # both sources are used
 
