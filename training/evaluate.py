@@ -22,7 +22,7 @@ from pahs_export.presets import DEFAULT_LOOKAHEAD
 from .datasets import find_sequences, read_frame
 from .highfps import heldout_sequences
 from .metrics import psnr, ssim, to_uint8
-from .shake import CONTENT_LAYOUTS
+from .shake import CONTENT_LAYOUTS, content_sequences
 from .synth import SynthConfig, clip_motion, make_clip
 
 # Held-out synthetic evaluation seeds start here; training uses seed * 10_000_000 + index on the
@@ -211,13 +211,11 @@ def dataset_sequences(
 
     Layout ``x4k`` (high-frame-rate clips): the held-out clips, blurred at each size of the fixed protocol
     (:mod:`training.highfps`); ``photos`` or ``video``: the held-out content under the validation
-    suite's camera shake (:func:`training.suite.content_sequences`)."""
+    suite's camera shake (:func:`training.shake.content_sequences`)."""
     if layout == "x4k":
         yield from heldout_sequences(root)
         return
     if layout in CONTENT_LAYOUTS:  # held-out photos or videos under the suite's camera shake
-        from .suite import content_sequences
-
         yield from content_sequences(root, layout, max_frames)
         return
 

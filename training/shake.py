@@ -30,7 +30,7 @@ import hashlib
 import io
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pahs_export.cache import cache_dir
 from pahs_export.errors import PahsError
 
 from .datasets import IMAGE_SUFFIXES, read_frame
@@ -157,8 +158,6 @@ def read_video(path: Path, scale: int = VIDEO_SCALE) -> VideoContent:
     """Every frame of an ordinary-rate clip, downscaled ``scale`` x in linear light: cached per process, and on
     disk under ``$PAHS_CACHE/content/`` (decoding a 720p clip takes tens of seconds; every run and data-loading
     process would pay it again), keyed by the file's path, size and modification time and by ``scale``."""
-    from pahs_export.cache import cache_dir
-
     stat = path.stat()
     key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{scale}|1".encode()).hexdigest()[:24]
     cached = cache_dir() / "content" / f"{path.stem}-{key}.npy"
@@ -544,3 +543,66 @@ class ContentClips(torch.utils.data.Dataset):
         if rng.random() < 0.5:
             blurry, sharp = blurry.flip(-1), sharp.flip(-1)
         return blurry.contiguous(), sharp.contiguous()
+
+
+# ------------------------------------------------------------------------------- fixed held-out sequences
+
+EVAL_SEED = 20261206  # every shake draw of the evaluation derives from this, a stream number and the index
+EVAL_LENGTH = (10.0, 25.0)  # px per exposure at the frame corners: hand-held shake
+EVAL_SUB_FRAMES = 11
+
+
+@dataclass(frozen=True)
+class HeldOutShake:
+    """Fixed camera shake over held-out content (the validation suite's rows; see training.suite)."""
+
+    folder: str  # below the data folder
+    layout: str  # "video" or "photos"
+    only: str | None  # only content below a folder of this name (None: every held-out item)
+    frames: int
+    max_size: tuple[int, int]  # (height, width) cap; each is cut down to a multiple of 16 within the content
+
+
+def heldout_shake_sequences(
+    root: Path,
+    spec: HeldOutShake,
+    stream: int,
+    prefix: str,
+    limit: int | None = None,
+    frames: int | None = None,
+    size: tuple[int, int] | None = None,
+) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(``prefix/stem``, blurry, sharp) for the held-out content of ``root`` (the first ``limit``), each blurred
+    by a fixed shake of :data:`EVAL_LENGTH` drawn from (:data:`EVAL_SEED`, ``stream``, index): video from its
+    first window of frames none of which is already blurred, photos at full resolution, cut to
+    ``size`` (default ``spec.max_size``). Frames [T,3,H,W] float32 sRGB in [0, 1], no degradations."""
+    frames = frames or spec.frames
+    paths = [p for p in find_content(root, spec.layout, "heldout") if spec.only in (None, *p.parts)]
+    if not paths:
+        raise PahsError(f"expected held-out {spec.only} content in {root}, found none; check the folder")
+    for index, path in enumerate(paths[:limit]):
+        rng = np.random.default_rng([EVAL_SEED, stream, index])
+        if spec.layout == "video":
+            video = read_video(path)
+            start = video_window(video, frames, None)
+            content = video.frames[start : start + frames]
+        else:
+            content = photo_content(path, rng, (16, 16), 1.0)  # full resolution
+        cap = size or spec.max_size
+        height = min(cap[0], content.shape[1]) // 16 * 16
+        width = min(cap[1], content.shape[2]) // 16 * 16
+        config = ShakeConfig(
+            frames=frames, height=height, width=width, sub_frames=(EVAL_SUB_FRAMES,), typical_motion=EVAL_LENGTH,
+            typical=1.0, objects=(0, 0), degradations=NO_DEGRADATIONS,
+        )  # fmt: skip
+        blurry, sharp = shake_clip(content, rng, config)
+        yield f"{prefix}/{path.stem}", blurry, sharp
+
+
+def content_sequences(
+    root: str | Path, layout: str, max_frames: int | None = None
+) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
+    """Every held-out photo or video below ``root`` under the evaluation shake (``pahs-eval --layout
+    photos|video``): 8 frames (or ``max_frames``), up to 256x480, named ``layout/stem``."""
+    spec = HeldOutShake(".", layout, None, max_frames or 8, (256, 480))
+    return heldout_shake_sequences(Path(root), spec, CONTENT_LAYOUTS.index(layout) + 10, layout)

@@ -33,29 +33,13 @@ from pahs_export.presets import DEFAULT_LOOKAHEAD
 
 from .evaluate import EVAL_FRAMES, EVAL_SEQUENCES, EVAL_SIZE, EvalReport, evaluate, synthetic_sequences
 from .highfps import heldout_sequences
-from .shake import NO_DEGRADATIONS, ShakeConfig, find_content, photo_content, read_video, shake_clip, video_window
+from .shake import HeldOutShake, heldout_shake_sequences
 
 ROWS = ("x4k", "set8", "davis", "set14", "synthetic")
-SUITE_SEED = 20261206  # every shake draw of the suite derives from this and the sequence's index
-SHAKE_LENGTH = (10.0, 25.0)  # px per exposure at the frame corners
-SHAKE_SUB_FRAMES = 11
-
-
-@dataclass(frozen=True)
-class ShakeRow:
-    """A row of camera shake over held-out real content (fixed; see the module docstring)."""
-
-    folder: str  # below the suite's data folder
-    layout: str  # "video" or "photos"
-    only: str | None  # only content below this sub-folder (None: every held-out item of the folder)
-    frames: int
-    max_size: tuple[int, int]  # (height, width) cap; each is cut down to a multiple of 16 within the content
-
-
-SHAKE_ROWS: dict[str, ShakeRow] = {
-    "set8": ShakeRow("video", "video", "set8-gopro", 8, (256, 480)),
-    "davis": ShakeRow("video", "video", "davis", 8, (240, 416)),
-    "set14": ShakeRow("photos", "photos", "set14", 6, (256, 256)),
+SHAKE_ROWS: dict[str, HeldOutShake] = {
+    "set8": HeldOutShake("video", "video", "set8-gopro", 8, (256, 480)),
+    "davis": HeldOutShake("video", "video", "davis", 8, (240, 416)),
+    "set14": HeldOutShake("photos", "photos", "set14", 6, (256, 256)),
 }
 # The training log's validation: a fixed subset of the suite (the first sequences of some rows), cheap enough
 # to run every few hundred steps.
@@ -65,45 +49,10 @@ VALIDATION_SIZE = (160, 224)  # (height, width) cap of the shake rows in the sub
 
 
 def _shake_sequences(
-    data: Path,
-    name: str,
-    limit: int | None = None,
-    frames: int | None = None,
-    size: tuple[int, int] | None = None,
-    row: ShakeRow | None = None,
+    data: Path, name: str, limit: int | None = None, frames: int | None = None, size: tuple[int, int] | None = None
 ) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
-    """Row ``name``'s sequences (``row``: another row's definition, seeded as ``name``'s)."""
-    row = row or SHAKE_ROWS[name]
-    frames = frames or row.frames
-    paths = [p for p in find_content(data / row.folder, row.layout, "heldout") if row.only in (None, *p.parts)]
-    if not paths:
-        raise PahsError(f"expected held-out {row.only} content in {data / row.folder}, found none; check the folder")
-    for index, path in enumerate(paths[:limit]):
-        rng = np.random.default_rng([SUITE_SEED, ROWS.index(name), index])
-        if row.layout == "video":
-            video = read_video(path)
-            start = video_window(video, frames, None)
-            content = video.frames[start : start + frames]
-        else:
-            content = photo_content(path, rng, (16, 16), 1.0)  # full resolution
-        cap = size or row.max_size
-        height = min(cap[0], content.shape[1]) // 16 * 16
-        width = min(cap[1], content.shape[2]) // 16 * 16
-        config = ShakeConfig(
-            frames=frames, height=height, width=width, sub_frames=(SHAKE_SUB_FRAMES,), typical_motion=SHAKE_LENGTH,
-            typical=1.0, objects=(0, 0), degradations=NO_DEGRADATIONS,
-        )  # fmt: skip
-        blurry, sharp = shake_clip(content, rng, config)
-        yield f"{name}/{path.stem}", blurry, sharp
-
-
-def content_sequences(
-    root: str | Path, layout: str, max_frames: int | None = None
-) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
-    """Every held-out photo or video below ``root`` under the suite's shake (``pahs-eval --layout photos|video``):
-    8 frames (or ``max_frames``), up to 256x480."""
-    row = ShakeRow(".", layout, None, max_frames or 8, (256, 480))
-    yield from _shake_sequences(Path(root), "set8" if layout == "video" else "set14", row=row)
+    spec = SHAKE_ROWS[name]
+    return heldout_shake_sequences(data / spec.folder, spec, ROWS.index(name), name, limit, frames, size)
 
 
 def suite_sequences(data: str | Path, name: str) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:

@@ -29,8 +29,10 @@ from pahs_export.presets import DEFAULT_LOOKAHEAD
 from pahs_export.signals import interrupted, signal_name, termination_handlers
 
 from .datasets import SequenceClips, find_sequences
+from .evaluate import evaluate
 from .highfps import HighFpsClips, MixedClips
 from .shake import CONTENT_LAYOUTS, ContentClips
+from .suite import validation_sequences
 from .synth import SynthConfig, SyntheticClips, make_clip
 
 # The share of training clips a --data folder gives when no weight follows it: a paired data set alone replaces
@@ -169,8 +171,6 @@ def validate(model: PAHS, clips: list[tuple[torch.Tensor, torch.Tensor]], lookah
 def validate_suite(model: PAHS, sequences: list, lookahead: int | None) -> dict:
     """Gains (dB, uint8 PSNR as pahs-eval scores) per row of the suite's validation subset and their mean
     (``suite_gain``): what the best checkpoint is chosen by when training validates on the suite."""
-    from .evaluate import evaluate
-
     model.eval()
     report = evaluate(model, sequences, lookahead)
     model.train()
@@ -355,8 +355,6 @@ def train(
 
     val = validation_clips(cfg)
     if cfg.val_suite is not None:
-        from .suite import validation_sequences
-
         val = (val, validation_sequences(cfg.val_suite))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(cfg, device))
     log = (out / "log.jsonl").open("a")
