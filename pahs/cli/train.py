@@ -170,19 +170,12 @@ def evaluate(
     import json
 
     from pahs_export.weights import resolve_model
-    from training.evaluate import dataset_sequences, synthetic_sequences
     from training.evaluate import evaluate as run_eval
-
-    from .common import parse_size
 
     model, source = resolve_model(checkpoint, value_of(preset))
     if device is not None:
         model = model.to(device)
-    if data is not None:
-        seqs = dataset_sequences(data, value_of(layout), max_frames)
-    else:
-        width, height = parse_size(size) if size else EVAL_SIZE
-        seqs = synthetic_sequences(sequences or EVAL_SEQUENCES, frames or EVAL_FRAMES, width, height)
+    seqs = eval_sequences(data, value_of(layout), max_frames, sequences, frames, size)
     if not quiet:
         seqs = _announced(seqs)
     report = run_eval(model, seqs, DEFAULT_LOOKAHEAD if lookahead is None else lookahead, pictures)
@@ -190,6 +183,22 @@ def evaluate(
     typer.echo(report.table())
     if json_out:
         json_out.write_text(json.dumps(report.to_json() | {"weights": source}, indent=2) + "\n")
+
+
+def eval_sequences(
+    data: str | None, layout: str | None, max_frames: int | None, sequences: int | None, frames: int | None,
+    size: str | None,
+) -> Iterable[tuple[str, Any, Any]]:  # fmt: skip
+    """The sequences to score: the held-out ones of the dataset folder ``data`` (``layout``; ``max_frames`` each),
+    else the first ``sequences`` held-out synthetic ones of ``frames`` frames at ``size``."""
+    from training.evaluate import dataset_sequences, synthetic_sequences
+
+    from .common import parse_size
+
+    if data is not None:
+        return dataset_sequences(data, layout, max_frames)
+    width, height = parse_size(size) if size else EVAL_SIZE
+    return synthetic_sequences(sequences or EVAL_SEQUENCES, frames or EVAL_FRAMES, width, height)
 
 
 def _announced(sequences: Iterable[tuple[str, Any, Any]]) -> Iterator[tuple[str, Any, Any]]:
