@@ -159,8 +159,8 @@ class EngineChoice:
     def open(self) -> Backend:
         """The backend, here; a full or read-only cache met by the first-use export is one line saying so."""
         import pahs
+        from pahs_export.atomic import disk_error, is_disk_error
         from pahs_export.cache import cache_dir
-        from pahs_export.files import disk_error, is_disk_error
 
         try:
             return pahs.open_backend(
