@@ -20,6 +20,8 @@ import pytest
 import torch
 from runtime_faults_helper import ForkServer, Run, make_clip, make_folder
 
+pytestmark = pytest.mark.integration  # integration tier: dozens of real runs forked from one server
+
 SIGNALLED_RUNS = 32  # at least 30 runs interrupted at random points
 EXIT_SECONDS = 5.0  # how soon after the signal a run must have exited
 
