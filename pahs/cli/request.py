@@ -324,13 +324,11 @@ class RunRequest:
                 )
 
     def run_options(self, progress: bool = False) -> RunOptions:
-        """How each video is restored: the one place a request becomes :class:`~runtime.pipeline.RunOptions`."""
-        from runtime.pipeline import RunOptions
+        """How each video is restored, as :class:`~runtime.pipeline.RunOptions` (:func:`pahs.api.run_options`,
+        as the Restorer's keywords become them)."""
+        from pahs.api import run_options
 
-        return RunOptions(
-            lookahead=self.lookahead, chunk=self.chunk, output=self.encoder, progress=progress,
-            spill_dir=self.spill_dir, max_pixels=self.max_pixels,
-        )  # fmt: skip
+        return run_options(self.lookahead, self.chunk, self.max_pixels, self.spill_dir, self.encoder, progress)
 
     def check_window(self, backend: Backend) -> None:
         """``--lookahead`` and ``--chunk`` against the open engine (an online one takes no --lookahead), before any
