@@ -135,25 +135,25 @@ def test_every_package_has_a_layer():
     assert packages == set(LAYERS), packages ^ set(LAYERS)
 
 
-def test_the_check_can_fail(tmp_path):
-    """An export module importing the runtime, and a function-level import, are both reported."""
+def violations_with(probe: str) -> list[str]:
+    """What the check reports with a module ``pahs_export/_layer_probe.py`` of source ``probe`` added."""
     bad = ROOT / "pahs_export" / "_layer_probe.py"
-    bad.write_text("from runtime.driver import restore_stream\n\n\ndef f():\n    from .model import PAHS\n")
+    bad.write_text(probe)
     try:
-        problems = violations()
+        return violations()
     finally:
         bad.unlink()
+
+
+def test_the_check_can_fail():
+    """An export module importing the runtime, and a function-level import, are both reported."""
+    problems = violations_with("from runtime.driver import restore_stream\n\n\ndef f():\n    from .model import PAHS\n")
     assert any("_layer_probe.py:1: pahs_export (layer 1) imports runtime.driver" in p for p in problems), problems
     assert any("_layer_probe.py:5: project import inside a function" in p for p in problems), problems
 
 
 def test_core_importing_an_exporter_is_reported():
-    bad = ROOT / "pahs_export" / "_layer_probe.py"
-    bad.write_text("from .onnx_export import artifact_from_model\n")
-    try:
-        problems = violations()
-    finally:
-        bad.unlink()
+    problems = violations_with("from .onnx_export import artifact_from_model\n")
     assert any("_layer_probe.py:1: pahs_export's core imports its exporter" in p for p in problems), problems
 
 
