@@ -2,7 +2,7 @@
 
 INT8 ranges must cover the states the graphs really see, so ``h_prev``/``feat_prev`` (and the fuse graph's
 ``feat_fwd``/``feat_bwd``) come from running the FP32 model's bidirectional loop over calibration clips,
-not from zeros or noise. The loop is the runtime's own (:func:`runtime.loop.restore_clip` over the PyTorch
+not from zeros or noise. The loop is the runtime's own (:func:`runtime.driver.restore_clip` over the PyTorch
 backend), watched by a :class:`~runtime.backends.BackendWrapper` that records the inputs of every step.
 Each graph role gets one feed per time step, keyed by the graph's input names.
 
@@ -29,8 +29,8 @@ from pahs_export.model import PAHS
 from pahs_export.precision import Feeds
 from runtime.backends import Backend, BackendWrapper, StepOutputs
 from runtime.backends.torch_backend import TorchBackend
+from runtime.driver import restore_clip
 from runtime.io import open_input
-from runtime.loop import restore_clip
 from training.synth import SynthConfig, make_clip
 
 

@@ -147,16 +147,29 @@ class Restorer:
         progress: bool = False,
     ) -> RunOptions:
         """The run's settings, checked against the open engine (as `pahs-run` checks its options)."""
-        options = RunOptions(
-            lookahead=lookahead,
-            chunk=chunk,
-            output=OutputOptions() if output is None else output,
-            progress=progress,
-            max_pixels=max_pixels,
-            spill_dir=None if spill_dir is None else Path(spill_dir),
-        )
+        options = run_options(lookahead, chunk, max_pixels, spill_dir, output, progress)
         check_options(options, self.backend, lookahead_given=lookahead != DEFAULT_LOOKAHEAD)
         return options
+
+
+def run_options(
+    lookahead: int | None,
+    chunk: int,
+    max_pixels: int | None = None,
+    spill_dir: str | Path | None = None,
+    output: OutputOptions | None = None,
+    progress: bool = False,
+) -> RunOptions:
+    """How a video is restored, as :class:`runtime.pipeline.RunOptions`: the one place pahs builds them, for the
+    :class:`Restorer`'s keywords and `pahs-run`'s options (:meth:`pahs.cli.request.RunRequest.run_options`)."""
+    return RunOptions(
+        lookahead=lookahead,
+        chunk=chunk,
+        output=OutputOptions() if output is None else output,
+        progress=progress,
+        max_pixels=max_pixels,
+        spill_dir=None if spill_dir is None else Path(spill_dir),
+    )
 
 
 def open(  # shadows the builtin on purpose: `pahs.open`, like `av.open`

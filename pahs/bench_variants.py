@@ -9,7 +9,7 @@ makes (with random weights: speed does not depend on the weights' values, and ev
 not only those with trained weights): a checkpoint for torch, an ONNX export for onnxruntime and openvino
 (one export per precision, shared by both). TensorRT engines are built on the GPU machine by `pahs-export
 trt`, so the TensorRT variants run only from a prepared artifact passed with ``--engine``. Every variant opens
-through :func:`runtime.engines.open_backend`, as `pahs-run` does. Top layer: this module exports artifacts.
+through :func:`runtime.engines.open_engine`, as `pahs-run` does. Top layer: this module exports artifacts.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from runtime.bench.measure import (
 )
 from runtime.bench.report import Report, Result
 from runtime.driver import DEFAULT_CHUNK, restore_stream
-from runtime.engines import default_backend, engine_kind, open_backend
+from runtime.engines import default_backend, engine_kind, open_engine
 
 from .cli.common import library_version
 from .export_cache import DEFAULT_SET
@@ -316,7 +316,7 @@ def run_bench(
                         engine = artifacts.get(variant)
 
                         def make(engine: Path = engine, v: Variant = variant) -> Backend:
-                            return open_backend(
+                            return open_engine(
                                 engine, v.backend, v.device, cuda_graphs=v.cuda_graphs, autocast=v.autocast
                             )
 
@@ -360,7 +360,7 @@ def growth_curves(
         checkpoint = _Artifacts(preset, Path(tmp)).get(variant)
 
         def make() -> Backend:
-            return open_backend(checkpoint, variant.backend, variant.device)
+            return open_engine(checkpoint, variant.backend, variant.device)
 
         clip = synthetic_frames(2 * (chunk + lookaheads[-1]), width, height)  # long enough for every lookahead
         for n in lookaheads:

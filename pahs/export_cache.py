@@ -1,5 +1,5 @@
-"""What pahs uses when the user names nothing, or only weights and a precision: the artifact a backend needs,
-exported (and for TensorRT built) on first use and cached, and the default INT8 calibration set.
+"""The first-use export cache: when the user names no engine, or only weights and a precision, the artifact a
+backend needs is exported (and for TensorRT built) on first use and cached; :func:`open_backend` opens it.
 
 This sits above the export and the runtime (it exports an artifact so that the runtime can open it), which is
 why it lives in the top layer rather than in either of them.
@@ -41,8 +41,7 @@ from pahs_export.tensorrt_artifact import Profile, current_device
 from pahs_export.tensorrt_build import BuildOptions, trt_artifact_from_onnx
 from pahs_export.weights import resolve_model, weights_source
 from runtime.backends import Backend
-from runtime.engines import default_backend, engine_kind
-from runtime.engines import open_backend as open_engine
+from runtime.engines import default_backend, engine_kind, open_engine
 
 __all__ = ["DEFAULT_SET", "CalibrationSet", "cached_artifact", "default_artifact", "int8_target_for", "open_backend"]
 
@@ -141,7 +140,7 @@ def _cache_problem(path: Path) -> str | None:
 def open_backend(
     engine: str | Path | None = None, backend: str | None = None, precision: str | None = None, **options: Any
 ) -> Backend:
-    """:func:`runtime.engines.open_backend`, exporting what the backend needs from weights on first use.
+    """:func:`runtime.engines.open_engine`, exporting what the backend needs from weights on first use.
 
     ``engine``: an ONNX artifact folder, a TensorRT artifact or a .safetensors checkpoint; None: the default
     weights. ``backend``: torch, onnxruntime, openvino or tensorrt (None: the engine's own; no engine:

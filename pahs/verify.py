@@ -27,8 +27,8 @@ from pahs_export.model import PAHS, pad_to_multiple
 from pahs_export.onnx_export import example_inputs
 from pahs_export.weights import reference_model
 from runtime.backends import Backend
-from runtime.engines import open_backend
-from runtime.loop import restore_clip
+from runtime.driver import restore_clip
+from runtime.engines import open_engine
 from runtime.pipeline import RunOptions, verify_frames
 from training.evaluate import dataset_sequences
 from training.samples import sample_pair
@@ -287,7 +287,7 @@ def verify_artifact(
     artifact.check_hashes()  # the stored checkpoint too, which the reference is built from
     n_frames = default_frames(artifact.precision) if frames is None else frames
     model = reference_model(artifact, checkpoint)
-    runner = open_backend(artifact.path, name, "cpu")
+    runner = open_engine(artifact.path, name, "cpu")
     tolerance = TOLERANCES[artifact.precision]
     report = VerifyReport(runner.name, artifact.precision, tolerance)
     if artifact.precision == "fp32":  # an independent numpy implementation must agree with PyTorch too

@@ -1,9 +1,11 @@
-"""pahs: the PAHS video-deblurring model and its path to fast inference.
+"""pahs_export, the bottom layer: the PAHS reference model, its presets and checkpoints, the graph contract,
+artifacts and their manifests, and the exporters (ONNX, FP16/INT8, TensorRT). It imports no other package of the
+project (docs/ARCHITECTURE.md, "Layers").
 
 Public API: :func:`build_model`, :func:`load_model`, :func:`save_checkpoint`, :data:`PRESETS`.
 
 The three model functions are loaded on first use (PEP 562): importing the package, or any of its torch-free
-modules (presets, errors, files, artifact...), does not import torch, so that a command's ``--help``, or a run
+modules (presets, errors, atomic, artifact...), does not import torch, so that a command's ``--help``, or a run
 that needs no model, does not wait for it.
 """
 

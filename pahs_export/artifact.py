@@ -23,9 +23,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .atomic import file_sha256
 from .contract import PRECISIONS, ROLES, Geometry, roles_for
 from .errors import PahsError
-from .files import file_sha256
 from .presets import PRESETS
 
 MANIFEST = "manifest.json"

@@ -1,14 +1,7 @@
 """The graph contract: which step graphs exist, their tensor names and shapes, and the frame-size rule.
 
-Every exported graph is one time step with its recurrent state as explicit tensors (docs/ARCHITECTURE.md,
-"Graph contract"):
-
-| role | inputs | outputs |
-| --- | --- | --- |
-| forward, backward | frame [N,3,H,W], h_prev [N,c/3,H/4,W/4], feat_prev [N,c,H/4,W/4] | h, feat (state shapes) |
-| fuse | frame, feat_fwd [N,c,H/4,W/4], feat_bwd | restored [N,3,H,W] |
-| step (online model) | frame, h_prev, feat_prev | restored, h, feat |
-
+Every exported graph is one time step with its recurrent state as explicit tensors: :data:`ROLES` names each
+graph's inputs and outputs, and the table of them is docs/ARCHITECTURE.md, section 2 ("The graph contract").
 N, H and W are dynamic; H and W are multiples of :attr:`Geometry.size_multiple` (16). The first step of a
 sequence gets zeros. The model, the exporters and every backend take a :class:`Geometry` for the shapes.
 """

@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from .artifact import ONNX_FORMAT, Manifest, read_artifact, write_manifest
+from .atomic import AtomicOutput, file_sha256
 from .cache import cache_dir
 from .checkpoint import save_checkpoint
 from .contract import PRECISIONS, ROLES, roles_for
 from .errors import PahsError
-from .files import AtomicOutput, file_sha256
 from .model import PAHS
 from .precision import (
     CalibrationSource,

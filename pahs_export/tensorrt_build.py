@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, SupportsInt
 
 from .artifact import Artifact, read_artifact, write_manifest
+from .atomic import AtomicOutput, file_sha256
 from .contract import Geometry
 from .errors import PahsError
-from .files import AtomicOutput, file_sha256
 from .tensorrt_artifact import Profile, current_device, input_shapes, manifest_for, require_tensorrt
 
 if TYPE_CHECKING:

@@ -8,9 +8,9 @@ from typing import Any
 import torch
 
 from .artifact import Artifact
+from .atomic import file_sha256
 from .checkpoint import build_model, load_model, read_metadata
 from .errors import PahsError
-from .files import file_sha256
 from .model import PAHS
 from .presets import DEFAULT_PRESET, get_preset
 

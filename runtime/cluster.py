@@ -9,14 +9,14 @@ Decisions:
   as it has cores and slow each other down (measured: docs/SEGMENTS.md). The driver hands a worker its next
   job when it finishes one (no queue on the workers), so long and short videos balance themselves; results
   come back in completion order to ``on_result`` and in job order from :func:`run_on_ray`. Each job writes its
-  own output on its worker, whole or not at all (:class:`pahs_export.files.AtomicOutput`), so inputs, outputs,
+  own output on its worker, whole or not at all (:class:`pahs_export.atomic.AtomicOutput`), so inputs, outputs,
   the engine and ``$PAHS_CACHE`` must be on storage every worker sees, at the same paths.
 - A worker that dies (killed, out of memory, a crash in a library) is restarted by Ray (``max_restarts``) and its
   job run again (``max_task_retries``): at most :data:`MAX_ATTEMPTS` attempts, then the job is reported failed
   once. Attempts are counted by a small ledger actor that every attempt reports to as it starts (Ray's retries
   are invisible to the caller); the ledger also says which workers ran the earlier attempts, and a retry
   removes the temporaries (``.NAME.partial-<pid>-<host>-*``) those dead workers left beside the target, on any
-  machine, before it writes the same target. (:class:`~pahs_export.files.AtomicOutput` sweeps only what dead
+  machine, before it writes the same target. (:class:`~pahs_export.atomic.AtomicOutput` sweeps only what dead
   processes of its own machine left; a retry may run elsewhere.)
 - A job that fails on its input (a :class:`PahsError`, an FFmpeg error: :func:`runtime.batch.run_job`) returns a
   failed result rather than raising, so Ray never retries it: it is reported once.
@@ -47,8 +47,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pahs_export.atomic import PARTIAL, owner_tag
 from pahs_export.errors import PahsError
-from pahs_export.files import PARTIAL, owner_tag
 
 from .backends import Backend, BackendWrapper, StepOutputs
 from .batch import one_line, run_job, worker_name
@@ -280,7 +280,7 @@ class _Worker:
 
 
 def remove_partials(output: str, owner: str) -> list[Path]:
-    """Remove the temporaries the writer ``owner`` (``<pid>-<host>``, :func:`pahs_export.files.owner_tag`) left
+    """Remove the temporaries the writer ``owner`` (``<pid>-<host>``, :func:`pahs_export.atomic.owner_tag`) left
     for the target ``output`` (``.NAME.partial-<owner>-*`` beside it); the caller knows that writer is gone.
     Returns what was removed."""
     target = Path(output.rstrip("/" + os.sep) or output)

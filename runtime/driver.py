@@ -20,6 +20,9 @@ on every way out, and one left by a killed run is swept by the next :func:`resto
 Both drivers call ``poll()`` before every backend step when given one: the pipeline passes a check of the
 interruption flag there, so a signal is acted on within one step.
 
+:func:`restore_clip` is the streaming driver over a clip held in memory, in one chunk (the exact full-sequence
+result): what parity checks and calibration run.
+
 A long video can be restored in segments on several workers (:mod:`runtime.segments`): :func:`restore_range`
 restores frames [start, end) from the frames [start - W, end + N) with the same chunks and backward starts,
 its forward state warmed up over the W frames before ``start`` or given exactly (:func:`forward_states`, a
@@ -44,9 +47,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pahs_export.atomic import disk_error, is_disk_error, owner_tag, stale
 from pahs_export.contract import check_size_multiple
 from pahs_export.errors import PahsError
-from pahs_export.files import disk_error, is_disk_error, owner_tag, stale
 from pahs_export.presets import DEFAULT_LOOKAHEAD
 
 from .backends import Backend
@@ -116,6 +119,17 @@ def restore_stream(
             first += chunk
     while pending:  # the end of the video: later chunks see fewer future frames
         yield from _restore_chunk(backend, pending, fwd, min(chunk, len(pending)), len(pending) - 1, poll)
+
+
+def restore_clip(backend: Backend, frames: Tensor) -> Tensor:
+    """Restore ``frames`` [T,3,H,W] float32 in [0, 1], a clip held in memory; [T,3,H,W] out on the CPU, not clamped.
+
+    Bidirectional: forward pass from zero state, one backward pass from zero state at the last frame (the
+    reference's ``model(frames[None], lookahead=None)``); online: one step per frame. This is
+    :func:`restore_stream` with a single chunk covering the clip.
+    """
+    t_total = frames.shape[0]
+    return torch.stack([x.cpu() for x in restore_stream(backend, iter(frames), lookahead=0, chunk=t_total)])
 
 
 def _backward_run(

@@ -2,9 +2,10 @@
 
 An engine is one path: an exported ONNX artifact folder (``manifest.json`` of format pahs-onnx), a
 TensorRT artifact (``.plan`` folder with a TensorRT manifest), or a PyTorch checkpoint (``.safetensors``).
-Each backend has one opener in :data:`OPENERS`; the kind of the engine picks the default backend. Without
-an engine only the torch backend opens here (on the default weights); the embedded default ONNX artifact
-is exported on first use by :func:`pahs.open_backend`, a layer above.
+Each backend has one opener in :data:`OPENERS`, and :func:`open_engine` opens an engine as it is; the kind of
+the engine picks the default backend. Without an engine only the torch backend opens here (on the default
+weights); weights are exported on first use to the artifact a backend runs by :func:`pahs.open_backend` (the
+export cache, a layer above), which then opens it here.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def engine_kind(path: Path) -> str:
 
 @dataclass(frozen=True)
 class OpenRequest:
-    """What an opener in :data:`OPENERS` is asked to open (checked by :func:`open_backend` first)."""
+    """What an opener in :data:`OPENERS` is asked to open (checked by :func:`open_engine` first)."""
 
     engine: Path | None  # the --engine path; None: the default weights
     kind: str | None  # engine_kind(engine), one of ENGINE_KINDS; None without an engine
@@ -148,7 +149,7 @@ def default_backend(kind: str | None, device: str | None = None) -> str:
     return DEFAULT_BACKEND[kind] if kind in DEFAULT_BACKEND else default_onnx_backend(device)
 
 
-def open_backend(
+def open_engine(
     engine: str | Path | None = None,
     backend: str | None = None,
     device: str | None = None,

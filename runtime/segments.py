@@ -22,7 +22,7 @@ Decisions:
   drops the frames before ``start - W``: no seeking, which some formats cannot do exactly. The cost is decoding
   (not restoring) the frames before the segment, small next to restoring them on the CPU and bounded by one
   decode of the video per worker.
-- A job publishes a folder (:class:`pahs_export.files.AtomicOutput`): ``frames.mkv``, its restored frames in
+- A job publishes a folder (:class:`pahs_export.atomic.AtomicOutput`): ``frames.mkv``, its restored frames in
   lossless FFV1, and ``frames.json``, the source's timestamps (and frame-folder names) of those frames, which
   Matroska's millisecond clock would round. The part holds 8 or 16-bit RGB: the depth the final encoder
   quantises to (16 bits for deep sources and deep output formats), so the joined output equals the single
@@ -56,8 +56,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pahs_export.atomic import AtomicOutput, disk_error, is_disk_error, owner_tag, stale
 from pahs_export.errors import PahsError
-from pahs_export.files import AtomicOutput, disk_error, is_disk_error, owner_tag, stale
 
 from .backends import Backend
 from .constants import DEFAULT_WARMUP  # frames of forward warm-up before a segment (measured there)

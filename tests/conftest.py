@@ -1,4 +1,5 @@
-"""Test tiers: default (CPU, fast), `slow` (--run-slow), `gpu` (needs CUDA), `trt` (needs TensorRT)."""
+"""Test tiers: default (CPU; `integration` marks its longest end-to-end checks, which `-m "not integration"` leaves
+out for a quick inner loop), `slow` (--run-slow), `gpu` (needs CUDA), `trt` (needs TensorRT)."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ through each module's ``main(argv) -> int`` (pahs.cli.common's conventions).
 
 from __future__ import annotations
 
+import ast
 import importlib
 import re
 import sys
@@ -324,3 +325,29 @@ def test_eval_quiet_and_device(capsys, tmp_path):
     assert err.startswith("pahs-eval: scoring synthetic-") and "overall" in out
     status, out, err = call(capsys, "pahs-eval", *args, "-q")
     assert status == 0 and err == "" and "overall" in out
+
+
+def _functions(path: Path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef):
+            command = any(".command" in ast.unparse(d) for d in node.decorator_list)
+            first = node.decorator_list[0].lineno if node.decorator_list else node.lineno
+            params = [a.arg for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs]
+            params = [p for p in params if p not in ("self", "cls")]
+            yield node, command, node.end_lineno - first + 1, len(params), node.end_lineno - node.body[0].lineno + 1
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "pahs" / "cli").glob("*.py")), ids=lambda p: p.name)
+def test_command_line_functions_stay_small(path):
+    """No function of a command-line module is over 80 lines; a command declares one parameter per option and
+    only builds its request and hands it on (a body of at most 20 lines); any other takes at most 10 parameters."""
+    problems = []
+    for node, command, lines, params, body in _functions(path):
+        where = f"{path.name}:{node.lineno} {node.name}"
+        if lines > 80:
+            problems.append(f"{where}: {lines} lines")
+        if command and body > 20:
+            problems.append(f"{where}: a command of {body} lines after its signature")
+        if not command and params > 10:
+            problems.append(f"{where}: {params} parameters")
+    assert not problems, "\n".join(problems)

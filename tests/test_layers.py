@@ -1,14 +1,18 @@
-"""The project's layers (README "Map"), kept by reading every import of every module.
+"""The project's layers (docs/ARCHITECTURE.md, "Layers"), kept by reading every import of every module.
 
-1. core: the model, presets, checkpoints, the graph contract and artifact descriptions;
-2. export, runtime and training, side by side: each imports only core, never one another;
-3. calibration: a client of the model and of the runtime's loop; the INT8 export reaches it through a
-   parameter (``pahs_export.precision.CalibrationSource``), never by importing it;
-4. top: the public API (``pahs``), the parity checks, the first-use export of the default weights, and every
-   command-line entry point; these may import anything.
+Each top-level package is one layer, and a package imports only itself and packages of lower layers:
 
-A module may import modules of a lower layer and of its own group. Project imports sit at the top of a file,
-except in command-line modules (start-up time); optional heavy libraries (tensorrt, ray...) are not project
+1. ``pahs_export``: the model, presets, checkpoints, the graph contract, artifacts and manifests, and the
+   exporters (ONNX, FP16/INT8, TensorRT). Inside it, the exporters build on the rest, never the reverse;
+2. ``runtime`` and ``training``, side by side (neither imports the other): the loop over exported graphs, and
+   the synthetic data, dataset readers, training and evaluation;
+3. ``calibration``: INT8 calibration clips (training's synthetic content) run through the runtime's loop; the
+   INT8 export takes it as a parameter (``pahs_export.precision.CalibrationSource``), never by importing it;
+4. ``pahs``: the public API, the first-use export cache, the parity checks, the benchmark's variants, and every
+   command-line entry point (``pahs.cli``).
+
+Every import counts, at the top of a file or inside a function. Project imports sit at the top of a file, except
+in the command-line package (start-up time); optional heavy libraries (tensorrt, ray...) are not project
 imports and may be imported where they are used.
 """
 
@@ -20,53 +24,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("pahs", "pahs_export", "runtime", "calibration", "training")
-
-CORE = ("__init__", "errors", "presets", "contract", "model", "checkpoint", "files", "cache", "artifact")
-CORE += ("tensorrt_artifact", "weights", "info", "signals")
-# group -> (layer, module-name prefixes). The longest matching prefix decides a module's group.
-GROUPS: dict[str, tuple[int, tuple[str, ...]]] = {
-    "core": (1, tuple(f"pahs_export.{m}" for m in CORE)),
-    "export": (2, ("pahs_export.onnx_export", "pahs_export.precision", "pahs_export.tensorrt_build")),
-    "training": (2, ("training", "training.samples")),
-    "runtime": (2, ("runtime",)),
-    "calibration": (3, ("calibration",)),
-    "top": (
-        4,
-        (
-            "pahs",
-            "pahs.verify",
-            "pahs.cli.export",
-            "pahs.cli.common",
-            "pahs.cli.train",
-            "pahs.cli.run",
-            "pahs.cli.bench",
-            "pahs.bench_variants",
-        ),
-    ),
-}
-CLI_MODULES = ("pahs.cli",)  # the command-line package: imports inside functions keep start-up fast
+LAYERS = {"pahs_export": 1, "runtime": 2, "training": 2, "calibration": 3, "pahs": 4}  # package -> layer
+EXPORTERS = ("pahs_export.onnx_export", "pahs_export.precision", "pahs_export.tensorrt_build")  # above its core
+CLI_PACKAGE = "pahs.cli"  # imports inside functions keep `--help` fast
 
 
 def module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
-    return ".".join(parts)
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts)
 
 
-def group_of(module: str) -> str:
-    best, best_len = None, -1
-    for group, (_, prefixes) in GROUPS.items():
-        for prefix in prefixes:
-            matches = module == prefix or module.startswith(prefix + ".") or module == prefix + ".__init__"
-            if matches and len(prefix) > best_len:
-                best, best_len = group, len(prefix)
-    if best is None:
-        raise AssertionError(f"{module} is in no layer: add it to GROUPS in tests/test_layers.py and the README map")
-    return best
+def package_of(module: str) -> str:
+    return module.split(".")[0]
 
 
 def project_modules() -> dict[str, Path]:
-    return {module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
+    return {module_name(p): p for pkg in LAYERS for p in sorted((ROOT / pkg).rglob("*.py"))}
 
 
 def imports_of(module: str, path: Path) -> list[tuple[str, int, bool]]:
@@ -91,7 +63,7 @@ def imports_of(module: str, path: Path) -> list[tuple[str, int, bool]]:
                 stem = node.module or ""
             names = [stem] + [f"{stem}.{a.name}" for a in node.names]
         for name in names:
-            if name.split(".")[0] in PACKAGES:
+            if name.split(".")[0] in LAYERS:
                 found.append((name, node.lineno, id(node) in top_level))
     return found
 
@@ -107,23 +79,40 @@ def resolve(name: str, modules: dict[str, Path]) -> str | None:
     return None
 
 
+def is_exporter(module: str) -> bool:
+    return module.startswith(EXPORTERS)
+
+
 def violations() -> list[str]:
     modules = project_modules()
     found = []
     for module, path in modules.items():
-        group = group_of(module)
-        layer = GROUPS[group][0]
+        package = package_of(module)
         for name, line, at_top in imports_of(module, path):
             target = resolve(name, modules)
             if target is None or target == module:
                 continue
-            target_group = group_of(target)
             where = f"{path.relative_to(ROOT)}:{line}"
-            if target_group != group and GROUPS[target_group][0] >= layer:
-                found.append(f"{where}: {group} (layer {layer}) imports {target} ({target_group})")
-            if not at_top and not module.startswith(CLI_MODULES):
+            other = package_of(target)
+            if other != package and LAYERS[other] >= LAYERS[package]:
+                found.append(f"{where}: {package} (layer {LAYERS[package]}) imports {target} (layer {LAYERS[other]})")
+            if package == "pahs_export" and is_exporter(target) and not is_exporter(module):
+                found.append(f"{where}: pahs_export's core imports its exporter {target}")
+            if not at_top and not module.startswith(CLI_PACKAGE):
                 found.append(f"{where}: project import inside a function: {name}")
     return found
+
+
+def package_graph() -> dict[str, set[str]]:
+    """Top-level package -> the other packages it imports (module- and function-level imports alike)."""
+    modules = project_modules()
+    graph: dict[str, set[str]] = {p: set() for p in LAYERS}
+    for module, path in modules.items():
+        for name, _, _ in imports_of(module, path):
+            target = resolve(name, modules)
+            if target is not None and package_of(target) != package_of(module):
+                graph[package_of(module)].add(package_of(target))
+    return graph
 
 
 def test_no_upward_or_sideways_import():
@@ -131,25 +120,44 @@ def test_no_upward_or_sideways_import():
     assert not problems, "\n".join(problems)
 
 
-def test_every_module_has_a_layer():
-    for module in project_modules():
-        group_of(module)
+def test_package_graph_has_no_cycle_and_runs_down():
+    """Grouped by top-level package, every edge goes to a lower layer, so no two packages import each other."""
+    graph = package_graph()
+    for package, imported in graph.items():
+        for other in imported:
+            assert LAYERS[other] < LAYERS[package], f"{package} imports {other}"
+            assert package not in graph[other], f"{package} and {other} import each other"
 
 
-def test_the_check_can_fail(tmp_path, monkeypatch):
-    """An export module importing the runtime, and a function-level import, are both reported."""
+def test_every_package_has_a_layer():
+    """A new top-level Python package must be given a layer here (and in docs/ARCHITECTURE.md)."""
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")}
+    assert packages == set(LAYERS), packages ^ set(LAYERS)
+
+
+def violations_with(probe: str) -> list[str]:
+    """What the check reports with a module ``pahs_export/_layer_probe.py`` of source ``probe`` added."""
     bad = ROOT / "pahs_export" / "_layer_probe.py"
-    monkeypatch.setitem(GROUPS, "export", (2, (*GROUPS["export"][1], "pahs_export._layer_probe")))
-    bad.write_text("from runtime.driver import restore_stream\n\n\ndef f():\n    from .model import PAHS\n")
+    bad.write_text(probe)
     try:
-        problems = violations()
+        return violations()
     finally:
         bad.unlink()
-    assert any("_layer_probe.py:1: export (layer 2) imports runtime.driver" in p for p in problems), problems
+
+
+def test_the_check_can_fail():
+    """An export module importing the runtime, and a function-level import, are both reported."""
+    problems = violations_with("from runtime.driver import restore_stream\n\n\ndef f():\n    from .model import PAHS\n")
+    assert any("_layer_probe.py:1: pahs_export (layer 1) imports runtime.driver" in p for p in problems), problems
     assert any("_layer_probe.py:5: project import inside a function" in p for p in problems), problems
 
 
-@pytest.mark.parametrize("group", list(GROUPS))
-def test_layer_map_in_readme_names_every_group(group):
-    readme = (ROOT / "README.md").read_text()
-    assert f"`{group}`" in readme, f"the README's layer map does not name the {group} group"
+def test_core_importing_an_exporter_is_reported():
+    problems = violations_with("from .onnx_export import artifact_from_model\n")
+    assert any("_layer_probe.py:1: pahs_export's core imports its exporter" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("package", list(LAYERS))
+def test_layer_table_in_architecture_names_every_package(package):
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    assert f"`{package}`" in text, f"docs/ARCHITECTURE.md's layer table does not name {package}"

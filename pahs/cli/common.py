@@ -50,9 +50,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from pahs_export.atomic import DISK_ERRNOS
 from pahs_export.contract import PRECISIONS
 from pahs_export.errors import PahsError
-from pahs_export.files import DISK_ERRNOS
 from pahs_export.presets import DEFAULT_PRESET, PRESETS
 from pahs_export.signals import signal_name
 

@@ -159,8 +159,8 @@ class EngineChoice:
     def open(self) -> Backend:
         """The backend, here; a full or read-only cache met by the first-use export is one line saying so."""
         import pahs
+        from pahs_export.atomic import disk_error, is_disk_error
         from pahs_export.cache import cache_dir
-        from pahs_export.files import disk_error, is_disk_error
 
         try:
             return pahs.open_backend(
@@ -324,13 +324,11 @@ class RunRequest:
                 )
 
     def run_options(self, progress: bool = False) -> RunOptions:
-        """How each video is restored: the one place a request becomes :class:`~runtime.pipeline.RunOptions`."""
-        from runtime.pipeline import RunOptions
+        """How each video is restored, as :class:`~runtime.pipeline.RunOptions` (:func:`pahs.api.run_options`,
+        as the Restorer's keywords become them)."""
+        from pahs.api import run_options
 
-        return RunOptions(
-            lookahead=self.lookahead, chunk=self.chunk, output=self.encoder, progress=progress,
-            spill_dir=self.spill_dir, max_pixels=self.max_pixels,
-        )  # fmt: skip
+        return run_options(self.lookahead, self.chunk, self.max_pixels, self.spill_dir, self.encoder, progress)
 
     def check_window(self, backend: Backend) -> None:
         """``--lookahead`` and ``--chunk`` against the open engine (an online one takes no --lookahead), before any

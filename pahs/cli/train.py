@@ -202,29 +202,14 @@ def evaluate(
     import json
 
     from pahs_export.weights import resolve_model
-    from training.evaluate import dataset_sequences, synthetic_sequences
     from training.evaluate import evaluate as run_eval
-
-    from .common import parse_size
 
     model, source = resolve_model(checkpoint, value_of(preset))
     if device is not None:
         model = model.to(device)
     if suite is not None:
-        from training.suite import run_suite
-
-        look = DEFAULT_LOOKAHEAD if lookahead is None else lookahead
-        result = run_suite(model, suite, lookahead=look, pictures=pictures, announce=None if quiet else _announced)
-        typer.echo(f"model: {model.preset.name}, weights: {source.get('path', source['kind'])}")
-        typer.echo(result.table())
-        if json_out:
-            json_out.write_text(json.dumps(result.to_json() | {"weights": source}, indent=2) + "\n")
-        return
-    if data is not None:
-        seqs = dataset_sequences(data, value_of(layout), max_frames)
-    else:
-        width, height = parse_size(size) if size else EVAL_SIZE
-        seqs = synthetic_sequences(sequences or EVAL_SEQUENCES, frames or EVAL_FRAMES, width, height)
+        return _score_suite(model, source, suite, lookahead, pictures, json_out, quiet)
+    seqs = eval_sequences(data, value_of(layout), max_frames, sequences, frames, size)
     if not quiet:
         seqs = _announced(seqs)
     report = run_eval(model, seqs, DEFAULT_LOOKAHEAD if lookahead is None else lookahead, pictures)
@@ -232,6 +217,39 @@ def evaluate(
     typer.echo(report.table())
     if json_out:
         json_out.write_text(json.dumps(report.to_json() | {"weights": source}, indent=2) + "\n")
+
+
+def _score_suite(
+    model: Any, source: dict, suite: Path, lookahead: int | None, pictures: Path | None, json_out: Path | None,
+    quiet: bool,
+) -> None:  # fmt: skip
+    """``pahs-eval --suite``: the validation suite's table (and JSON report)."""
+    import json
+
+    from training.suite import run_suite
+
+    look = DEFAULT_LOOKAHEAD if lookahead is None else lookahead
+    result = run_suite(model, suite, lookahead=look, pictures=pictures, announce=None if quiet else _announced)
+    typer.echo(f"model: {model.preset.name}, weights: {source.get('path', source['kind'])}")
+    typer.echo(result.table())
+    if json_out:
+        json_out.write_text(json.dumps(result.to_json() | {"weights": source}, indent=2) + "\n")
+
+
+def eval_sequences(
+    data: str | None, layout: str | None, max_frames: int | None, sequences: int | None, frames: int | None,
+    size: str | None,
+) -> Iterable[tuple[str, Any, Any]]:  # fmt: skip
+    """The sequences to score: the held-out ones of the dataset folder ``data`` (``layout``; ``max_frames`` each),
+    else the first ``sequences`` held-out synthetic ones of ``frames`` frames at ``size``."""
+    from training.evaluate import dataset_sequences, synthetic_sequences
+
+    from .common import parse_size
+
+    if data is not None:
+        return dataset_sequences(data, layout, max_frames)
+    width, height = parse_size(size) if size else EVAL_SIZE
+    return synthetic_sequences(sequences or EVAL_SEQUENCES, frames or EVAL_FRAMES, width, height)
 
 
 def _announced(sequences: Iterable[tuple[str, Any, Any]]) -> Iterator[tuple[str, Any, Any]]:

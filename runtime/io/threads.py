@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from pahs_export.files import Output
+from pahs_export.atomic import Output
 from pahs_export.signals import Interrupted, check_interrupted, interrupted
 
 from .writing import FrameWriter

@@ -18,7 +18,7 @@ Decisions:
   :func:`open_output`.
 - Files and folders are written under a temporary name in the target folder (``.out.mp4.partial-<pid>-<host>-
   XXXX.mp4``, a ``.frames.partial-<pid>-<host>-XXXX`` folder), fsynced and renamed when complete, by
-  :class:`pahs_export.files.AtomicOutput`; a failed or interrupted run leaves nothing, not even the parent
+  :class:`pahs_export.atomic.AtomicOutput`; a failed or interrupted run leaves nothing, not even the parent
   folders made for the output, and what a killed run left is swept by the next run writing the same target.
 - Standard output has nothing to publish: the stream goes to ``sys.stdout.buffer`` as it is encoded (flushed
   after each write, so a reader sees frames as they come), and nothing else is ever written there. A failed
@@ -27,7 +27,7 @@ Decisions:
   output then points to /dev/null, so Python's own flush does not add a traceback. Video to a terminal is
   refused.
 - A full disk, a quota, a file-size limit, a read-only file system or a permission error while writing is one
-  :class:`PahsError` line naming the output and its folder (:func:`pahs_export.files.disk_error`), raised where
+  :class:`PahsError` line naming the output and its folder (:func:`pahs_export.atomic.disk_error`), raised where
   it happens (FFmpeg's muxer reports some only when it flushes, at the latest when the file is finished).
 """
 
@@ -42,8 +42,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from pahs_export.atomic import AtomicOutput, Output, is_disk_error
 from pahs_export.errors import PahsError
-from pahs_export.files import AtomicOutput, Output, is_disk_error
 
 from .encoding import (
     _PROBE_INFO,

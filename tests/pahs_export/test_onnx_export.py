@@ -17,12 +17,12 @@ import torch
 from pahs.verify import reference_evaluator_check
 from pahs_export import PahsError, build_model, save_checkpoint
 from pahs_export.artifact import read_artifact
+from pahs_export.atomic import file_sha256
 from pahs_export.contract import ROLES
-from pahs_export.files import file_sha256
 from pahs_export.onnx_export import TRACE_H, TRACE_W, artifact_from_model, example_inputs
 from pahs_export.weights import resolve_model
 from runtime.backends.ort_backend import OnnxRuntimeBackend
-from runtime.loop import restore_clip
+from runtime.driver import restore_clip
 
 SOURCE = {"kind": "random-init", "seed": 0}
 

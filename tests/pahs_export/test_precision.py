@@ -17,7 +17,7 @@ from pahs_export import PahsError, build_model
 from pahs_export.artifact import read_artifact
 from pahs_export.precision import FINAL_CONV, FULL_RESOLUTION_BLOCKS, Int8Options, attention_core_nodes
 from runtime.backends.ort_backend import OnnxRuntimeBackend
-from runtime.loop import restore_clip
+from runtime.driver import restore_clip
 
 TINY = CalibrationSet(clips=1, frames=3, size=48)
 # 3 frames of random-weight activations are too little for histogram calibration (see test_histogram_error)

@@ -19,6 +19,8 @@ from pahs_export.weights import default_checkpoint
 from runtime.backends.ort_backend import OnnxRuntimeBackend
 from training.samples import sample_pair
 
+pytestmark = pytest.mark.integration  # integration tier: INT8 and FP16 quality over clips of 20 frames
+
 
 @pytest.mark.parametrize(("precision", "target"), [("fp16", None), ("int8", "tensorrt"), ("int8", "cpu")])
 def test_quality_targets(precision, target, tmp_path):

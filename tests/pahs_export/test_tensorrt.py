@@ -9,8 +9,8 @@ import torch
 
 from pahs_export import PahsError, build_model
 from pahs_export.artifact import TENSORRT_FORMAT, read_manifest, write_manifest
+from pahs_export.atomic import file_sha256
 from pahs_export.contract import Geometry
-from pahs_export.files import file_sha256
 from pahs_export.onnx_export import artifact_from_model
 from pahs_export.tensorrt_artifact import (
     Device,
@@ -20,7 +20,7 @@ from pahs_export.tensorrt_artifact import (
     input_shapes,
     manifest_for,
 )
-from runtime.engines import engine_kind, open_backend
+from runtime.engines import engine_kind, open_engine
 
 HERE = Device("10.13.0", "NVIDIA H100 80GB HBM3", "9.0")
 
@@ -114,9 +114,9 @@ def test_bare_plan_file_and_missing_tensorrt(tmp_path, onnx_manifest):
     except ImportError:
         pass
     with pytest.raises(PahsError, match="TensorRT is not installed"):
-        open_backend(folder)
+        open_engine(folder)
     with pytest.raises(PahsError, match="the tensorrt backend runs artifacts from `pahs-export trt`"):
-        open_backend(onnx_manifest[0], backend="tensorrt")
+        open_engine(onnx_manifest[0], backend="tensorrt")
 
 
 @pytest.mark.trt
@@ -128,13 +128,13 @@ def test_build_and_run_engines(tmp_path, onnx_manifest, cuda_graphs):
     from pahs_export.artifact import read_artifact
     from pahs_export.tensorrt_build import BuildOptions, trt_artifact_from_onnx
     from pahs_export.weights import reference_model
-    from runtime.loop import restore_clip
+    from runtime.driver import restore_clip
 
     path, _ = onnx_manifest
     out = trt_artifact_from_onnx(
         path, tmp_path / "pahs.plan", BuildOptions(Profile(opt_size=(128, 64), max_size=(256, 128)))
     )
-    backend = open_backend(out, cuda_graphs=cuda_graphs)
+    backend = open_engine(out, cuda_graphs=cuda_graphs)
     art = read_artifact(path)
     model = reference_model(art)
     clip = torch.rand(8, 3, 64, 128)

@@ -41,16 +41,16 @@ from pahs_export.artifact import (
     read_artifact,
     read_manifest,
 )
+from pahs_export.atomic import file_sha256
 from pahs_export.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from pahs_export.checkpoint import parse_device
-from pahs_export.files import file_sha256
 from pahs_export.onnx_export import artifact_from_model
 from pahs_export.presets import get_preset
 from pahs_export.weights import resolve_model
 from runtime.backends.ort_backend import OnnxRuntimeBackend
 from runtime.backends.torch_backend import TorchBackend
 from runtime.constants import default_onnx_backend
-from runtime.engines import open_backend
+from runtime.engines import open_engine
 from runtime.pipeline import RunOptions
 from training.train import TrainConfig, load_train_state, train
 
@@ -243,7 +243,7 @@ def test_swapped_graph_is_refused_by_every_loader(art, frames):
     artifact = read_artifact(art)  # reading alone does not hash (cheap); loading does
     for attempt in (
         lambda: OnnxRuntimeBackend(artifact),
-        lambda: open_backend(art),
+        lambda: open_engine(art),
         lambda: artifact.verified_bytes("fuse"),
         lambda: verify_artifact(artifact, frames=1),
     ):
@@ -586,7 +586,7 @@ needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the
 @pytest.mark.parametrize("device", ["cuda", "cuda:0", "cuda:1"])
 def test_cuda_on_a_machine_without_it(checkpoint, tmp_path, device):
     for attempt in (
-        lambda: open_backend(checkpoint, "torch", device=device),
+        lambda: open_engine(checkpoint, "torch", device=device),
         lambda: TorchBackend(build_model("pahs-t"), device),
         lambda: load_model(checkpoint, device=device),
         lambda: train(TrainConfig(device=device), tmp_path / "run", progress=False),
@@ -616,7 +616,7 @@ def test_cuda_index_beyond_the_visible_gpus(monkeypatch):
 @pytest.mark.parametrize("device", ["gpu", "cuda:x", "tpu", ""])
 def test_unknown_device_for_every_backend(pristine, backend, device):
     with pytest.raises(PahsError) as e:
-        open_backend(pristine, backend, device=device)
+        open_engine(pristine, backend, device=device)
     one_line(e.value, "expected --device cpu, cuda or cuda:N", repr(device))
 
 
@@ -687,7 +687,7 @@ def test_damaged_default_cache_is_exported_again(monkeypatch, tmp_path, cached_d
     assert sorted(p.name for p in entry.parent.iterdir()) == [entry.name]  # nothing left beside it
     again, err = _call_default()  # and now it is simply used
     assert again == entry and err == ""
-    assert open_backend(path).name == default_onnx_backend()
+    assert open_engine(path).name == default_onnx_backend()
 
 
 def test_losing_the_reexport_race_uses_the_winners_artifact(monkeypatch, tmp_path, cached_default):

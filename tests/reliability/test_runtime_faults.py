@@ -20,6 +20,8 @@ import pytest
 import torch
 from runtime_faults_helper import ForkServer, Run, make_clip, make_folder
 
+pytestmark = pytest.mark.integration  # integration tier: dozens of real runs forked from one server
+
 SIGNALLED_RUNS = 32  # at least 30 runs interrupted at random points
 EXIT_SECONDS = 5.0  # how soon after the signal a run must have exited
 
@@ -213,7 +215,7 @@ def test_killed_runs_are_swept_by_the_next_run(server, engine, tmp_path):
     else:
         pytest.fail(f"no SIGKILL left partial outputs and a spill folder to sweep: {left}")
     folder = Path(killed["cwd"])
-    from pahs_export.files import owner_tag
+    from pahs_export.atomic import owner_tag
 
     live = folder / f".out.mp4.partial-{owner_tag()}-live.mp4"  # the pytest process: alive
     live.write_bytes(b"x")

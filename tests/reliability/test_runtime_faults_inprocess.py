@@ -22,14 +22,14 @@ import torch
 from PIL import Image
 from runtime_faults_helper import make_clip, make_folder
 
-import pahs_export.files as files
+import pahs_export.atomic as files
 import runtime.io.threads as threads
 import runtime.pipeline as pipeline
 from pahs.cli.common import entry_point, new_app
 from pahs_export import PahsError, build_model, save_checkpoint
-from pahs_export.files import AtomicOutput, disk_error, owner_tag, sweep_stale
+from pahs_export.atomic import AtomicOutput, disk_error, owner_tag, sweep_stale
 from runtime.backends import Backend
-from runtime.engines import open_backend
+from runtime.engines import open_engine
 from runtime.io import (
     BackgroundWriter,
     Interrupted,
@@ -58,7 +58,7 @@ def backend(checkpoint, tmp_path_factory) -> Backend:
     from pahs_export.weights import resolve_model
 
     model, source = resolve_model(checkpoint)
-    return open_backend(artifact_from_model(model, tmp_path_factory.mktemp("onnx") / "art", source=source))
+    return open_engine(artifact_from_model(model, tmp_path_factory.mktemp("onnx") / "art", source=source))
 
 
 def one_line(error: BaseException | str, *fragments: str) -> str:

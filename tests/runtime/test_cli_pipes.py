@@ -19,6 +19,8 @@ from conftest import make_video
 
 from runtime.constants import default_onnx_backend
 
+pytestmark = pytest.mark.integration  # integration tier: pahs-run in subprocesses, between pipes and FFmpeg's program
+
 RUN = "import sys; from pahs.cli.run import main; sys.argv[0] = 'pahs-run'; sys.exit(main())"
 PAHS_RUN = f"{sys.executable} -c {RUN!r}"
 needs_ffmpeg = pytest.mark.skipif(

@@ -6,7 +6,7 @@ restores nothing, and one clear line without Ray.
 The runs pin ONNX Runtime (`-b onnxruntime`): its CPU kernels give the same bits whatever the thread count
 (checked: 1, 2 and the default give identical frames at these sizes), so workers on their share of the cores
 match the local batch on all of them. OpenVINO, the default on x86-64, differs in the last bits between
-thread counts (README, "Many videos, and clusters")."""
+thread counts (docs/USAGE.md, "Many videos, and clusters")."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ from test_batch import partials, same_frames
 from pahs.cli.run import main
 from pahs_export.errors import PahsError
 from runtime.cluster import ClusterOptions, WorkerShape, _Worker, remove_partials, worker_shape, worker_threads
+
+pytestmark = pytest.mark.integration  # integration tier: Ray workers (pytest -m 'not integration' leaves them out)
 
 GOOD = ("a.mp4", "b.mp4", "c.mp4", "seq")
 # Bit-identical outputs across processes need a runtime whose results do not depend on the thread count: ONNX

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from pahs_export import PahsError
-from runtime.engines import open_backend
+from runtime.engines import open_engine
 
 
 def test_threads_reach_onnxruntime(artifact):
-    default = open_backend(artifact, backend="onnxruntime")
-    one = open_backend(artifact, backend="onnxruntime", threads=1)
+    default = open_engine(artifact, backend="onnxruntime")
+    one = open_engine(artifact, backend="onnxruntime", threads=1)
     assert default.threads is None and one.threads == 1
     for role, session in one.sessions.items():
         assert session.get_session_options().intra_op_num_threads == 1, role
@@ -23,7 +23,7 @@ def test_threads_reach_openvino(artifact, tmp_path, monkeypatch):
     monkeypatch.setenv("PAHS_CACHE", str(tmp_path))
     counts = {}
     for threads in (None, 1):
-        backend = open_backend(artifact, backend="openvino", threads=threads)
+        backend = open_engine(artifact, backend="openvino", threads=threads)
         x = torch.rand(1, 3, 48, 64)
         backend.forward_step(x, *backend.initial_state(x))
         (request,) = backend._requests.values()
@@ -35,7 +35,7 @@ def test_threads_reach_openvino(artifact, tmp_path, monkeypatch):
 def test_threads_of_torch_are_process_wide(checkpoint):
     before = torch.get_num_threads()
     try:
-        open_backend(checkpoint, backend="torch", threads=1)
+        open_engine(checkpoint, backend="torch", threads=1)
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
@@ -43,7 +43,7 @@ def test_threads_of_torch_are_process_wide(checkpoint):
 
 def test_threads_below_one_is_one_line(artifact):
     with pytest.raises(PahsError, match="expected --threads of at least 1, found 0"):
-        open_backend(artifact, threads=0)
+        open_engine(artifact, threads=0)
 
 
 def test_default_cpu_backend_is_openvino_on_x86_only(monkeypatch):

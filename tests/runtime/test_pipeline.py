@@ -102,9 +102,9 @@ def test_verify_flag(tmp_path, artifact):
 
 def peak_rss_of_run(src, engine) -> float:
     code = (
-        "import sys, pathlib; from runtime.engines import open_backend; "
+        "import sys, pathlib; from runtime.engines import open_engine; "
         "from runtime.pipeline import RunOptions, run_video; "
-        f"run_video(pathlib.Path({str(src)!r}), {str(src) + '.out.mp4'!r}, open_backend({str(engine)!r}), "
+        f"run_video(pathlib.Path({str(src)!r}), {str(src) + '.out.mp4'!r}, open_engine({str(engine)!r}), "
         "RunOptions(progress=False, lookahead=4, chunk=4)); "
         "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])"
     )

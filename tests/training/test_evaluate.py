@@ -31,7 +31,7 @@ def test_default_checkpoint_restores_better_than_blurry():
     report = evaluate(model, synthetic_sequences(2, 5, 128, 96))
     o = report.overall
     # PSNR is what the weights are trained for (L1) and gain; SSIM moves little at this training budget
-    # (README's table: +0.007 overall, lower on some sequences), so it is reported, not asserted here.
+    # (docs/TRAINING.md's table: +0.007 overall, lower on some sequences), so it is reported, not asserted here.
     assert o["restored_psnr"] > o["blurry_psnr"] + 0.2, o
 
 

@@ -47,12 +47,12 @@ def test_cpu_only(model_and_artifact):
 
 
 def test_opened_through_the_engine_openers(artifact):
-    from runtime.engines import open_backend
+    from runtime.engines import open_engine
 
-    backend = open_backend(artifact, backend="openvino")
+    backend = open_engine(artifact, backend="openvino")
     assert backend.describe() == "openvino on cpu (fp32)"
     with pytest.raises(PahsError, match="the openvino backend runs ONNX artifact folders"):
-        open_backend(None, backend="openvino")
+        open_engine(None, backend="openvino")
 
 
 def test_int8_only_with_the_cpu_conventions(model_and_artifact, tmp_path, monkeypatch):

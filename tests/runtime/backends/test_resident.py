@@ -16,7 +16,7 @@ from pahs_export.contract import Geometry
 from pahs_export.errors import PahsError
 from runtime.backends.resident import ResidentSteps, SwapBuffers
 from runtime.backends.torch_backend import TorchBackend
-from runtime.loop import restore_clip
+from runtime.driver import restore_clip
 
 # Tolerances of the GPU paths against the CPU reference (FP32, TF32 off): cuDNN picks other algorithms.
 CUDA_FP32_ATOL = 1e-4
@@ -97,13 +97,13 @@ def test_cuda_graphs_need_a_cuda_device(model, tmp_path):
     with pytest.raises(PahsError, match="expected a CUDA device for CUDA graphs, found cpu"):
         TorchBackend(model, "cpu", cuda_graphs=True)
     from pahs_export import save_checkpoint
-    from runtime.engines import open_backend
+    from runtime.engines import open_engine
 
     ckpt = save_checkpoint(model, tmp_path / "m.safetensors")
     with pytest.raises(PahsError, match="drop --cuda-graphs"):
-        open_backend(ckpt, device="cpu", cuda_graphs=True)
+        open_engine(ckpt, device="cpu", cuda_graphs=True)
     with pytest.raises(PahsError, match="found onnxruntime"):
-        open_backend(ckpt, backend="onnxruntime", cuda_graphs=True)
+        open_engine(ckpt, backend="onnxruntime", cuda_graphs=True)
 
 
 @pytest.mark.gpu
