@@ -40,6 +40,37 @@ def _opt(name: str, help_text: str, default: str | None = None):
     return typer.Option(f"--{name}", help=f"{help_text} (default {value}).")
 
 
+DataOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--data",
+        help="A folder of training data, DIR or DIR:WEIGHT; repeatable. WEIGHT is its share of the training "
+        "clips (default 0.5 for x4k, 0.25 for photos and video, 1 for a paired data set); the procedural "
+        "synthetic clips take the rest, so the weights sum to at most 1 (default: synthetic clips only).",
+    ),
+]
+
+LayoutOpt = Annotated[
+    Optional[list[Layout]],
+    typer.Option(
+        "--layout",
+        help="Layout of each --data, in order (one for all is fine): gopro, dvd, reds, paired (blurry/sharp "
+        "pairs); x4k (1000 fps clips, real temporal blur); photos or video (real content blurred by a "
+        "synthesized hand-held camera shake, with noise, highlights and compression) (default: detected).",
+    ),
+]
+
+ValSuiteOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--val-suite",
+        help="A folder holding x4k1000fps/, video/ and photos/: validate on the fixed subset of pahs-eval "
+        "--suite and keep as best the checkpoint with the highest mean gain there (default: held-out "
+        "synthetic clips).",
+    ),
+]
+
+
 @train_app.command()
 def train(
     out: Annotated[
@@ -61,33 +92,9 @@ def train(
     init: Annotated[
         Optional[str], _opt("init", "Start from this checkpoint (fine-tune)", "none: from random weights")
     ] = None,
-    data: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--data",
-            help="A folder of training data, DIR or DIR:WEIGHT; repeatable. WEIGHT is its share of the training "
-            "clips (default 0.5 for x4k, 0.25 for photos and video, 1 for a paired data set); the procedural "
-            "synthetic clips take the rest, so the weights sum to at most 1 (default: synthetic clips only).",
-        ),
-    ] = None,
-    layout: Annotated[
-        Optional[list[Layout]],
-        typer.Option(
-            "--layout",
-            help="Layout of each --data, in order (one for all is fine): gopro, dvd, reds, paired (blurry/sharp "
-            "pairs); x4k (1000 fps clips, real temporal blur); photos or video (real content blurred by a "
-            "synthesized hand-held camera shake, with noise, highlights and compression) (default: detected).",
-        ),
-    ] = None,
-    val_suite: Annotated[
-        Optional[str],
-        typer.Option(
-            "--val-suite",
-            help="A folder holding x4k1000fps/, video/ and photos/: validate on the fixed subset of pahs-eval "
-            "--suite and keep as best the checkpoint with the highest mean gain there (default: held-out "
-            "synthetic clips).",
-        ),
-    ] = None,
+    data: DataOpt = None,
+    layout: LayoutOpt = None,
+    val_suite: ValSuiteOpt = None,
     val_every: Annotated[Optional[int], _opt("val-every", "Steps between validations and checkpoints")] = None,
     workers: Annotated[Optional[int], _opt("workers", "Data-loading processes")] = None,
     device: Annotated[Optional[str], device_option(DEFAULTS.device)] = None,
