@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from runtime_faults_helper import make_clip, make_folder
 
@@ -72,3 +73,131 @@ def test_json_summary_follows_the_output_rules(tmp_path, artifact):
     assert done.returncode == 0, done.stderr
     assert json.loads(summary.read_text())["status"] == "ok" and out.is_file()
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+
+
+# ------------------------------------------------------------------- 11-13. the Python API checks what it is given
+
+
+@pytest.fixture(scope="module")
+def restorer(artifact):
+    import pahs
+
+    return pahs.open(artifact, backend="onnxruntime", threads=1)
+
+
+def api_frames(n: int = 8, size: int = 32) -> list[np.ndarray]:
+    rng = np.random.default_rng(11)
+    return [rng.random((size, size, 3), dtype=np.float32) for _ in range(n)]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_a_non_finite_pixel_is_refused_naming_its_frame(restorer, bad, as_tensor):
+    import torch
+
+    from pahs import PahsError
+
+    frames = api_frames()
+    frames[3][5, 7, 1] = bad
+    given = [torch.from_numpy(f).permute(2, 0, 1) for f in frames] if as_tensor else frames
+    got = []
+    with pytest.raises(PahsError, match="expected finite values in float frames, found 1 NaN or Inf in frame 3"):
+        for out in restorer.restore(given, lookahead=2, chunk=2):
+            got.append(out)
+    assert all(np.isfinite(np.asarray(o)).all() for o in got)  # nothing non-finite came back before it
+
+
+def test_a_non_finite_state_mid_run_stops_in_one_line(restorer):
+    """An engine whose state turns NaN at the fifth forward step (as an FP16 overflow would)."""
+    import torch
+
+    from pahs import PahsError, Restorer
+    from runtime.backends.base import BackendWrapper
+
+    class Overflowing(BackendWrapper):
+        steps = 0
+
+        def run(self, role, *inputs):
+            outputs = super().run(role, *inputs)
+            if role == "forward":
+                Overflowing.steps += 1
+                if Overflowing.steps == 5:
+                    outputs = tuple(torch.full_like(v, torch.nan) for v in outputs)
+            return outputs
+
+    broken = Restorer(Overflowing(restorer.backend))
+    with pytest.raises(PahsError, match="expected finite values from the engine, found NaN or Inf in restored frame"):
+        list(broken.restore(api_frames(), lookahead=2, chunk=2))
+
+
+@pytest.mark.parametrize("scale", [255.0, 65535.0, -1.0])
+def test_float_frames_outside_0_1_are_refused(restorer, scale):
+    from pahs import PahsError
+
+    frames = [f * scale for f in api_frames(3)]
+    with pytest.raises(PahsError, match=r"expected float frames in \[0, 1\] \(within 0.05\), found values from"):
+        list(restorer.restore(frames))
+
+
+def test_float_frames_just_above_1_are_accepted(restorer):
+    frames = [np.clip(f * 1.04, 0, 1.04).astype(np.float32) for f in api_frames(3)]
+    out = list(restorer.restore(frames, lookahead=1))
+    assert len(out) == 3 and all(o.max() <= 1 for o in out)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda r, f: list(r.restore(f, lookahead="soon")), "expected lookahead to be a number of frames from 0"),
+        (lambda r, f: list(r.restore(f, lookahead=True)), "expected lookahead to be"),
+        (lambda r, f: list(r.restore(f, lookahead=-1)), "expected lookahead to be"),
+        (lambda r, f: list(r.restore(f, chunk="many")), "expected chunk to be a number of frames of at least 1"),
+        (lambda r, f: list(r.restore(f, chunk=0)), "expected chunk to be"),
+        (lambda r, f: list(r.restore(f, max_pixels="big")), "expected max_pixels to be"),
+        (lambda r, f: list(r.restore(f, spill_dir=3)), "expected spill_dir to be"),
+        (lambda r, f: list(r.restore(5)), "expected frames to be an iterable"),
+        (lambda r, f: r.restore_video("in.mp4", "o.mp4", crf="high"), "expected crf to be a whole number from 0 to 51"),
+        (lambda r, f: r.restore_video("in.mp4", "o.mp4", crf=99), "expected crf to be"),
+        (lambda r, f: r.restore_video("in.mp4", "o.mp4", fps="fast"), "expected fps to be a positive rate"),
+        (lambda r, f: r.restore_video("in.mp4", "o.mp4", lossless="yes"), "expected lossless to be True or False"),
+        (lambda r, f: r.restore_video("in.mp4", "o.mp4", preset="quick"), "expected preset to be one of"),
+        (lambda r, f: r.restore_video("in.mp4", "o.mp4", codec=264), "expected codec to be a string"),
+        (lambda r, f: r.restore_video("in.mp4", "o.mp4", progress="no"), "expected progress to be True or False"),
+        (lambda r, f: r.restore_video(3, "o.mp4"), "expected src to be"),
+        (lambda r, f: r.restore_video("in.mp4", 3), "expected dst to be"),
+        (lambda r, f: r.restore_video("in.mp4", "o.mp4", speed=2), "expected encoder settings of OutputOptions"),
+    ],
+)
+def test_every_api_parameter_is_checked_by_name(restorer, call, message):
+    from pahs import PahsError
+
+    with pytest.raises(PahsError, match=message) as caught:
+        call(restorer, api_frames(2))
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [({"threads": "x"}, "expected threads to be"), ({"cuda_graphs": "on"}, "expected cuda_graphs to be True or False"),
+     ({"backend": 3}, "expected backend to be a string")],
+)  # fmt: skip
+def test_open_checks_its_parameters(artifact, keywords, message):
+    import pahs
+
+    with pytest.raises(pahs.PahsError, match=message):
+        pahs.open(artifact, **keywords)
+
+
+def test_the_cli_spellings_keep_the_cli_meaning(restorer, tmp_path):
+    def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+        return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+    frames = api_frames(6)
+    exact = list(restorer.restore(frames, lookahead=None))
+    assert same(list(restorer.restore(frames, lookahead="all")), exact)
+    assert same(list(restorer.restore(frames, lookahead="ALL")), exact)
+    streamed = list(restorer.restore(frames, lookahead=2, chunk=3))
+    assert same(list(restorer.restore(frames, lookahead="2", chunk="3")), streamed)
+    clip = make_clip(tmp_path / "c.mp4", n=3, width=32, height=32)
+    run = restorer.restore_video(clip, tmp_path / "o.mkv", crf="20", fps="30000/1001", lookahead="all")
+    assert run.frames == 3 and (tmp_path / "o.mkv").is_file()
