@@ -201,3 +201,101 @@ def test_the_cli_spellings_keep_the_cli_meaning(restorer, tmp_path):
     clip = make_clip(tmp_path / "c.mp4", n=3, width=32, height=32)
     run = restorer.restore_video(clip, tmp_path / "o.mkv", crf="20", fps="30000/1001", lookahead="all")
     assert run.frames == 3 and (tmp_path / "o.mkv").is_file()
+
+
+# ------------------------------------------------------------------- 2-3. what an artifact may make pahs read
+
+
+def external_fuse(art: Path, location: str) -> bytes:
+    """Rewrite ``fuse.onnx`` with its weights in the external file ``location`` (written into the artifact as
+    ext.bin), rehash the .onnx as a careful tamperer would, and return the external bytes."""
+    import onnx
+
+    from pahs_export.files import file_sha256
+
+    model = onnx.load(str(art / "fuse.onnx"))
+    onnx.save_model(model, str(art / "fuse.onnx"), save_as_external_data=True, location="ext.bin", size_threshold=0)
+    data = (art / "ext.bin").read_bytes()
+    if location != "ext.bin":  # point the graph elsewhere: the file is not inside the artifact any more
+        (art / "ext.bin").unlink()
+        model = onnx.load(str(art / "fuse.onnx"), load_external_data=False)
+        for tensor in model.graph.initializer:
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    entry.value = location
+        (art / "fuse.onnx").write_bytes(model.SerializeToString())
+    raw = json.loads((art / "manifest.json").read_text())
+    raw["sha256"]["fuse.onnx"] = file_sha256(art / "fuse.onnx")
+    (art / "manifest.json").write_text(json.dumps(raw))
+    return data
+
+
+@pytest.fixture()
+def art(tmp_path, artifact) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(artifact, tmp_path / "art"))
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_external_data_in_the_working_folder_is_never_read(tmp_path, art, backend):
+    seq = make_folder(tmp_path / "seq", 2, 32, 32)
+    data = external_fuse(art, "ext.bin")
+    (art / "ext.bin").rename(tmp_path / "ext.bin")  # the graph names ext.bin; it is only in the working folder
+    result = pahs_run(seq, "-e", art, "-b", backend, "-o", tmp_path / "o.mkv", "-q", cwd=tmp_path)
+    one_error(result, "ext.bin", "sha256")
+    assert not (tmp_path / "o.mkv").exists() and (tmp_path / "ext.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize("location", ["../ext.bin", "/tmp/ext.bin", "sub/ext.bin"])
+def test_external_data_outside_the_folder_is_one_line_on_openvino(tmp_path, art, location):
+    seq = make_folder(tmp_path / "seq", 2, 32, 32)
+    data = external_fuse(art, location)
+    (tmp_path / "ext.bin").write_bytes(data)
+    result = pahs_run(seq, "-e", art, "-b", "openvino", "-o", tmp_path / "o.mkv", "-q", cwd=tmp_path)
+    one_error(result, "external data of the fuse graph", "plain file name")
+
+
+def test_external_data_inside_the_folder_must_be_hashed_and_then_loads(art, artifact):
+    import torch
+
+    from pahs import PahsError
+    from pahs_export.artifact import read_artifact
+    from pahs_export.files import file_sha256
+    from runtime.backends.openvino_backend import OpenVINOBackend
+    from runtime.backends.ort_backend import OnnxRuntimeBackend
+
+    external_fuse(art, "ext.bin")
+    for backend in (OnnxRuntimeBackend, OpenVINOBackend):
+        with pytest.raises(PahsError, match=r"expected a sha256 in .* for ext\.bin, the external data of the fuse"):
+            backend(read_artifact(art))
+    raw = json.loads((art / "manifest.json").read_text())
+    raw["sha256"]["ext.bin"] = file_sha256(art / "ext.bin")
+    (art / "manifest.json").write_text(json.dumps(raw))
+    x = torch.rand(1, 3, 32, 32)
+    f = torch.rand(1, 48, 8, 8)
+    for backend in (OnnxRuntimeBackend, OpenVINOBackend):
+        got = backend(read_artifact(art)).fuse(x, f, f)
+        want = backend(read_artifact(artifact)).fuse(x, f, f)
+        assert torch.equal(got, want)
+    (art / "ext.bin").write_bytes(b"\0" * len((art / "ext.bin").read_bytes()))  # swapped after hashing
+    with pytest.raises(PahsError, match=r"ext\.bin does not match the sha256"):
+        OnnxRuntimeBackend(read_artifact(art))
+
+
+def test_a_truncated_graph_on_openvino_is_one_line(tmp_path, art):
+    from pahs_export.files import file_sha256
+
+    seq = make_folder(tmp_path / "seq", 2, 32, 32)
+    graph = art / "fuse.onnx"
+    graph.write_bytes(graph.read_bytes()[: graph.stat().st_size // 2])
+    raw = json.loads((art / "manifest.json").read_text())
+    raw["sha256"]["fuse.onnx"] = file_sha256(graph)
+    (art / "manifest.json").write_text(json.dumps(raw))
+    one_error(pahs_run(seq, "-e", art, "-b", "openvino", "-o", tmp_path / "o.mkv", "-q"), "fuse.onnx", "OpenVINO")
+
+
+def test_a_manifest_nested_200000_levels_deep_is_one_line(tmp_path, art):
+    seq = make_folder(tmp_path / "seq", 2, 32, 32)
+    (art / "manifest.json").write_text("[" * 200_000 + "]" * 200_000)
+    one_error(pahs_run(seq, "-e", art, "-o", tmp_path / "o.mkv", "-q"), "manifest.json", "nested too deeply")
