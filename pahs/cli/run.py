@@ -522,7 +522,9 @@ def _announce(report: RunReport, backend: OpenBackend, plan: Any, address: str |
     settled = counts([e for e in plan.entries if isinstance(e, JobResult)])
     parts = [f"{len(plan.jobs)} to restore" + (f" on Ray ({address})" if address is not None else "")]
     parts += [f"{settled['skipped']} already there (skipped)"] if settled["skipped"] else []
-    parts += [f"{settled['failed']} pattern(s) matching nothing"] if settled["failed"] else []
+    parts += (
+        [f"{settled['failed']} not restorable (a pattern matching nothing, or not a file)"] if settled["failed"] else []
+    )
     report.say(", ".join(parts))
 
 

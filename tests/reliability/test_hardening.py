@@ -299,3 +299,34 @@ def test_a_manifest_nested_200000_levels_deep_is_one_line(tmp_path, art):
     seq = make_folder(tmp_path / "seq", 2, 32, 32)
     (art / "manifest.json").write_text("[" * 200_000 + "]" * 200_000)
     one_error(pahs_run(seq, "-e", art, "-o", tmp_path / "o.mkv", "-q"), "manifest.json", "nested too deeply")
+
+
+# ------------------------------------------------------------------- 8-9. batches
+
+
+def test_a_fifo_matched_by_a_batch_pattern_is_reported_once_and_skipped(tmp_path, artifact):
+    import os
+
+    videos = tmp_path / "in"
+    videos.mkdir()
+    make_clip(videos / "a.mp4", n=3, width=32, height=32)
+    os.mkfifo(videos / "b.mp4")  # nothing ever writes it: opening it would block the batch forever
+    out = tmp_path / "out"
+    result = pahs_run(f"{videos}/*.mp4", "-e", artifact, "-b", "onnxruntime", "-o", f"{out}/", timeout=120)
+    assert result.returncode == 1, result.stderr  # one input was not restored
+    assert "Traceback" not in result.stderr
+    assert (out / "a.mp4").is_file() and not (out / "b.mp4").exists()
+    reported = [line for line in (result.stdout + result.stderr).splitlines() if "b.mp4" in line]
+    assert len(reported) == 1, result.stdout + result.stderr  # the summary's line
+    assert "expected a regular file or a folder of frames in a batch, found a FIFO" in reported[0]
+
+
+def test_output_folder_equal_to_the_input_folder_says_so(tmp_path, artifact):
+    videos = tmp_path / "in"
+    videos.mkdir()
+    make_clip(videos / "a.mp4", n=3, width=32, height=32)
+    result = pahs_run(f"{videos}/*.mp4", "-e", artifact, "-o", f"{videos}/", "-q")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "output folder" in result.stdout and "choose another -o" in result.stdout, result.stdout
+    assert "check the pattern" not in result.stdout + result.stderr
+    assert sorted(p.name for p in videos.iterdir()) == ["a.mp4"]
