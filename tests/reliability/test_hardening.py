@@ -330,3 +330,72 @@ def test_output_folder_equal_to_the_input_folder_says_so(tmp_path, artifact):
     assert "output folder" in result.stdout and "choose another -o" in result.stdout, result.stdout
     assert "check the pattern" not in result.stdout + result.stderr
     assert sorted(p.name for p in videos.iterdir()) == ["a.mp4"]
+
+
+# ------------------------------------------------------------------- 6. signals that come twice, or while blocked
+
+
+def _wait_for(condition, seconds: float = 120.0) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def test_two_sigterms_50_ms_apart_leave_no_partial(tmp_path, artifact):
+    import os
+    import signal
+    import time
+
+    clip = make_clip(tmp_path / "in.mp4", n=240, width=64, height=48)
+    out = tmp_path / "o"
+    out.mkdir()
+    args = [sys.executable, "-c", RUN, str(clip), "-e", str(artifact), "-b", "onnxruntime", "-o", str(out / "x.mkv")]
+    proc = subprocess.Popen([*args, "-q", "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_for(lambda: any(".partial-" in p.name for p in out.iterdir()) or proc.poll() is not None)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode in (-signal.SIGTERM, 128 + signal.SIGTERM), proc.returncode
+    assert list(out.iterdir()) == [], list(out.iterdir())
+
+
+def test_sigterm_while_blocked_opening_a_fifo_exits_143(tmp_path, artifact):
+    import os
+    import signal
+
+    fifo = tmp_path / "in.y4m"
+    os.mkfifo(fifo)  # no writer: opening it blocks
+    args = [
+        sys.executable,
+        "-c",
+        RUN,
+        str(fifo),
+        "-e",
+        str(artifact),
+        "-b",
+        "onnxruntime",
+        "-o",
+        str(tmp_path / "o.mkv"),
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wchan = Path(f"/proc/{proc.pid}/wchan")
+        _wait_for(lambda: proc.poll() is not None or "partner" in wchan.read_text() or "fifo" in wchan.read_text())
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 143, err
+    assert "interrupted (SIGTERM)" in err and "Traceback" not in err and "cannot open" not in err, err
