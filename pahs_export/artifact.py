@@ -295,6 +295,10 @@ def read_manifest(path: str | Path) -> Manifest:
         raise PahsError(f"expected {MANIFEST} inside {path}, found none; pass a folder written by `pahs-export onnx`")
     try:
         raw = json.loads(manifest_path.read_text())
+    except RecursionError:  # nested deeper than the parser goes: no manifest of ours
+        raise PahsError(
+            f"expected a manifest in {manifest_path}, found JSON nested too deeply to read; export the artifact again"
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PahsError(
             f"expected JSON in {manifest_path}, could not read it ({e}); export the artifact again"
@@ -397,7 +401,62 @@ class Artifact:
                 f"{self.path / name} does not match the sha256 in {MANIFEST} (expected {digest[:12]}…); "
                 f"the artifact was modified: {self.remake}"
             )
-        return data
+        if self.manifest.is_tensorrt:
+            return data
+        return self._self_contained(role, path, data)
+
+    def _self_contained(self, role: str, path: Path, data: bytes) -> bytes:
+        """The ONNX graph ``data`` with every tensor kept in an external-data file read in, from that file's
+        verified bytes: ONNX Runtime and OpenVINO, given bytes, would otherwise read the named file from the
+        working folder, outside the artifact and its hashes. An external file must be a plain name inside the
+        folder with a sha256 in the manifest."""
+        import onnx
+        from google.protobuf.message import DecodeError
+        from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+        model = onnx.ModelProto()
+        try:
+            model.ParseFromString(data)
+        except (DecodeError, RuntimeError, ValueError):
+            return data  # no graph, so no external data: the backend refuses it in its own one line
+        external = [t for t in _get_all_tensors(model) if uses_external_data(t)]
+        if not external:
+            return data
+        files: dict[str, bytes] = {}
+        for tensor in external:
+            info = ExternalDataInfo(tensor)
+            name = check_file_name(info.location, f"the external data of the {role} graph", path)
+            if name not in files:
+                if name not in self.manifest.sha256:
+                    raise PahsError(
+                        f"expected a sha256 in {self.path / MANIFEST} for {name}, the external data of the {role} "
+                        f"graph, found none; {self.remake}"
+                    )
+                real = self.file(name)
+                try:
+                    files[name] = real.read_bytes()
+                except OSError as e:
+                    raise PahsError(
+                        f"expected {name}, the external data of the {role} graph, inside {self.path}, could not "
+                        f"read it ({e.strerror or e}); {self.remake}"
+                    ) from None
+                if hashlib.sha256(files[name]).hexdigest() != self.manifest.sha256[name]:
+                    raise PahsError(
+                        f"{self.path / name} does not match the sha256 in {MANIFEST}; the artifact was modified: "
+                        f"{self.remake}"
+                    )
+            blob = files[name]
+            offset = info.offset or 0
+            length = len(blob) - offset if info.length is None else info.length
+            if offset < 0 or length < 0 or offset + length > len(blob):
+                raise PahsError(
+                    f"expected {name} to hold bytes {offset} to {offset + length} for tensor {tensor.name!r} of "
+                    f"the {role} graph, found {len(blob)} bytes; {self.remake}"
+                )
+            tensor.raw_data = blob[offset : offset + length]
+            tensor.data_location = onnx.TensorProto.DEFAULT
+            del tensor.external_data[:]
+        return model.SerializeToString()
 
     def verified_files(self) -> dict[str, bytes]:
         """Role -> :meth:`verified_bytes` of its graph or engine, for every role of the artifact."""

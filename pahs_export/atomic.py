@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import PahsError
+from .signals import forget_partial, register_partial
 
 PARTIAL = ".partial-"  # temporary outputs are named ".<target name>.partial-<pid>-<host>-XXXX"
 OLD = ".old-"  # an old folder moved aside while a new one is renamed in: ".<target name>.old-<pid>-<host>-XXXX"
@@ -244,6 +245,7 @@ class AtomicOutput(Output):
                 fd, name = tempfile.mkstemp(prefix=prefix, suffix=self.target.suffix, dir=parent)
                 os.close(fd)
                 self.tmp = Path(name)
+            register_partial(self.tmp)
         except OSError as e:
             self._remove_made()
             if e.errno in _NO_ROOM:
@@ -277,6 +279,7 @@ class AtomicOutput(Output):
                 raise self.error(e) from e  # type: ignore[arg-type]
             raise
         self._open = False
+        forget_partial(self.tmp)
 
     def _publish(self) -> None:
         umask = os.umask(0)
@@ -303,6 +306,7 @@ class AtomicOutput(Output):
             return
         self._open = False
         _remove(self.tmp)
+        forget_partial(self.tmp)
         self._remove_made()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:

@@ -9,12 +9,14 @@ Decisions:
   itself, at an arbitrary point, could leave a queue's locks or conditions inconsistent and hang the process,
   or tear a checkpoint in half. A signal the process inherited as ignored (``nohup``, background jobs) stays
   ignored. A second signal while the first is handled ends the process at once, with the signal's default
-  action: the user insists, and no cleanup can hang it.
+  action: the user insists, and no cleanup can hang it. It first removes the temporaries of the outputs being
+  written (:func:`register_partial`, done by :class:`pahs_export.files.AtomicOutput`), so nothing hidden is left.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 from collections.abc import Iterator
@@ -50,9 +52,35 @@ def _handler(signum: int, frame: object) -> None:
     if _signum is None:
         _signum = signum
         return
-    # A second signal: the user insists. Die now with the signal's default action (no cleanup can hang).
+    # A second signal: the user insists. Die now with the signal's default action (no cleanup can hang), after
+    # removing the temporaries of the outputs being written (a few unlinks: nothing that can block for long).
+    for path in list(_partials):
+        _unlink_quietly(path)
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
+
+
+_partials: set[str] = set()  # temporaries being written (AtomicOutput): removed if a second signal ends the process
+
+
+def register_partial(path: str | os.PathLike[str]) -> None:
+    """``path`` is a temporary output being written: a second termination signal removes it before the process
+    dies (the first one lets the writer clean up itself). :func:`forget_partial` once it is renamed or removed."""
+    _partials.add(os.fspath(path))
+
+
+def forget_partial(path: str | os.PathLike[str]) -> None:
+    _partials.discard(os.fspath(path))
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def interrupted() -> int | None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import glob
 import os
 import socket
+import stat
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -111,17 +112,42 @@ def expand_inputs(patterns: Sequence[str], exclude: str | Path | None = None) ->
         if not is_pattern(text):
             matches = [text]
         else:
-            matches = [m for m in sorted(glob.glob(text, recursive=True)) if not _inside(m, folder)]
+            every = sorted(glob.glob(text, recursive=True))
+            matches = [m for m in every if not _inside(m, folder)]
             if not matches:
-                error = f"expected files or folders matching {text}, found none; check the pattern"
+                if every:  # everything it matches is inside -o: the output folder is the input folder
+                    error = (
+                        f"expected an output folder apart from the inputs, found every match of {text} inside the "
+                        f"output folder {exclude}; choose another -o"
+                    )
+                else:
+                    error = f"expected files or folders matching {text}, found none; check the pattern"
                 found.append(JobResult(text, "", "failed", error=error))
                 continue
         for m in matches:
             key = os.path.normcase(os.path.abspath(m)) if source_kind(m) == "path" else m
-            if key not in seen:
-                seen.add(key)
-                found.append(m)
+            if key in seen:
+                continue
+            seen.add(key)
+            odd = _not_restorable(m) if len(patterns) > 1 or is_pattern(text) else None
+            found.append(m if odd is None else JobResult(m, "", "failed", error=odd))
     return found
+
+
+def _not_restorable(path: str) -> str | None:
+    """Why a batch input is skipped: batches take regular files and folders (of frames); a FIFO, a socket or a
+    device would block the batch (opening a FIFO waits for a writer) or never end. None: it is one of those."""
+    if source_kind(path) != "path":
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # missing or unreadable: its job reports it
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kinds = {stat.S_ISFIFO: "a FIFO (named pipe)", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a character device"}
+    kind = next((name for test, name in kinds.items() if test(mode)), "a special file")
+    return f"expected a regular file or a folder of frames in a batch, found {kind}; skipped (restore it on its own)"
 
 
 def output_name(source: str, has_format: bool = False) -> str:

@@ -292,8 +292,25 @@ def restore_padded(backend: Backend, frames: Iterable[Tensor], options: RunOptio
     ``with_inputs``). ``poll`` (default: the interruption check) runs before every backend step."""
     poll = exact.pop("poll", check_interrupted)
     if options.lookahead is None:
-        return restore_exact(backend, frames, options.chunk, options.spill_dir, poll=poll, **exact)
-    return restore_stream(backend, frames, options.lookahead, options.chunk, poll=poll)
+        return _finite(restore_exact(backend, frames, options.chunk, options.spill_dir, poll=poll, **exact))
+    return _finite(restore_stream(backend, frames, options.lookahead, options.chunk, poll=poll))
+
+
+def _finite(restored: Iterator[Any]) -> Iterator[Any]:
+    """``restored`` (tensors, or pairs ending in one), stopped with a one-line error at the first output holding
+    NaN or Inf: the recurrent state carries a non-finite value into every later frame, so nothing after it is
+    worth writing (an FP16 overflow, or damaged weights, shows here rather than as black or white frames)."""
+    try:
+        for index, item in enumerate(restored):
+            out = item[-1] if isinstance(item, tuple) else item
+            if not bool(torch.isfinite(out).all()):
+                raise PahsError(
+                    f"expected finite values from the engine, found NaN or Inf in restored frame {index} (the "
+                    "recurrent state would carry them into every later frame); run at fp32, or check the weights"
+                )
+            yield item
+    finally:
+        restored.close()
 
 
 def pad_frame(image: np.ndarray, multiple: int) -> Tensor:

@@ -294,7 +294,7 @@ def _part_meta(part: Path) -> dict[str, Any]:
     try:
         meta = json.loads((part / PART_META).read_text())
         return {k: meta[k] for k in ("start", "end", "pts", "names")}
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
         raise PahsError(
             f"expected a segment folder holding {PART_FRAMES} and {PART_META}, found {part} without a readable "
             f"{PART_META} ({e}); restore that segment again"

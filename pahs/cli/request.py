@@ -250,6 +250,10 @@ def segmenting(segment_frames: int | None, warmup: int | None, exact: bool) -> S
     return Segmenting(segment_frames, warmup, exact)
 
 
+class SummaryRefused(PahsError):
+    """``--json`` names a file pahs must not write: the run stops before anything, and writes no summary there."""
+
+
 @dataclass(frozen=True)
 class RunRequest:
     """One `pahs-run`: what to restore, into what, with which engine, and where. Checked when it is made
@@ -296,11 +300,14 @@ class RunRequest:
         return "jobs" if is_batch(self.inputs) or self.on_cluster else "single"
 
     def check(self) -> None:
-        """The combinations of options each path refuses, each in one line."""
+        """The combinations of options each path refuses, each in one line; ``--json`` first (a refused one is
+        not written, :class:`SummaryRefused`)."""
         from runtime.batch import is_batch
         from runtime.io import source_kind
 
         batch = is_batch(self.inputs)
+        if self.json_out is not None:
+            self.check_json(batch)
         if self.segments is not None:
             if batch or self.verify is not False or self.compare is not None:
                 raise PahsError(
@@ -322,6 +329,21 @@ class RunRequest:
                     "expected files with --cluster, found standard input or output (-); workers cannot read or write "
                     "this process's pipes: drop --cluster"
                 )
+
+    def check_json(self, batch: bool) -> None:
+        """``--json`` obeys the rules of every file pahs writes (:func:`runtime.io.check_file_output`): never an
+        input (patterns expanded), never -o (or the default output) nor --compare, --overwrite to replace one."""
+        from runtime.batch import expand_inputs
+        from runtime.io import check_file_output
+
+        inputs = [i for i in expand_inputs(self.inputs) if isinstance(i, str)]
+        outputs = [x for x in (self.output, self.compare) if x is not None]
+        if self.output is None and not batch and self.verify is False and self.segments is None:
+            outputs.append(default_output(self.inputs[0]))
+        try:
+            check_file_output(self.json_out, "--json", inputs=inputs, outputs=outputs, overwrite=self.encoder.overwrite)
+        except PahsError as e:
+            raise SummaryRefused(str(e)) from None
 
     def run_options(self, progress: bool = False) -> RunOptions:
         """How each video is restored, as :class:`~runtime.pipeline.RunOptions` (:func:`pahs.api.run_options`,

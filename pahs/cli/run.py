@@ -32,7 +32,7 @@ from pahs_export.errors import PahsError
 from pahs_export.presets import DEFAULT_LOOKAHEAD
 from pahs_export.signals import termination_handlers
 from runtime.constants import BACKENDS, DEFAULT_CHUNK, DEFAULT_WARMUP
-from runtime.io import OUTPUT_CODECS, OUTPUT_FORMATS, X264_PRESETS
+from runtime.io import OUTPUT_CODECS, OUTPUT_FORMATS, X264_PRESETS, write_file_output
 
 from .common import (
     DebugOpt,
@@ -50,6 +50,7 @@ from .request import (
     STDIO,
     VERIFY_ALL,
     RunRequest,
+    SummaryRefused,
     cluster_options,
     default_output,
     encoder_options,
@@ -349,7 +350,7 @@ class RunReport:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         try:
-            if isinstance(error, PahsError):
+            if isinstance(error, PahsError) and not isinstance(error, SummaryRefused):
                 _write_json(self.path, {**self.summary, "error": str(error)})
         finally:
             pahs_log = logging.getLogger("pahs")
@@ -393,8 +394,8 @@ def _write_json(path: Path | None, summary: dict[str, Any]) -> None:
         summary = {"pahs": version("pahs"), **summary}
     except PackageNotFoundError:
         pass
-    try:
-        path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    try:  # atomic, as every file pahs writes: a reader never sees half a summary
+        write_file_output(path, (json.dumps(summary, indent=2, default=str) + "\n").encode(), "the --json summary")
     except OSError as e:
         raise PahsError(
             f"expected a writable --json file, could not write {path} ({e.strerror}); choose another"
@@ -521,7 +522,9 @@ def _announce(report: RunReport, backend: OpenBackend, plan: Any, address: str |
     settled = counts([e for e in plan.entries if isinstance(e, JobResult)])
     parts = [f"{len(plan.jobs)} to restore" + (f" on Ray ({address})" if address is not None else "")]
     parts += [f"{settled['skipped']} already there (skipped)"] if settled["skipped"] else []
-    parts += [f"{settled['failed']} pattern(s) matching nothing"] if settled["failed"] else []
+    parts += (
+        [f"{settled['failed']} not restorable (a pattern matching nothing, or not a file)"] if settled["failed"] else []
+    )
     report.say(", ".join(parts))
 
 

@@ -61,7 +61,15 @@ class OpenVINOBackend(Backend):
         self.artifact = artifact
         self.models = {}
         for role, path in artifact.graphs.items():  # from the bytes whose sha256 was checked, not the path
-            model = self.core.read_model(artifact.verified_bytes(role))
+            data = artifact.verified_bytes(role)
+            try:
+                model = self.core.read_model(data)
+            except Exception as e:  # OpenVINO's errors are many lines of C++ context: keep the first
+                first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+                raise PahsError(
+                    f"expected an ONNX graph OpenVINO can read in {path}, found it refused ({first[:200]}); "
+                    f"{artifact.remake}"
+                ) from None
 
             def io(ports: Any) -> list[tuple[str, list[int | None]]]:
                 return [(p.get_any_name(), [d.get_length() if d.is_static else None for d in p.get_partial_shape()])

@@ -41,10 +41,12 @@ from .writing import (
     FrameWriter,
     OutputWriter,
     PipeWriter,
+    check_file_output,
     check_output,
     open_output,
     output_is_folder,
     output_is_pipe,
+    write_file_output,
 )
 
 __all__ = [
@@ -69,6 +71,7 @@ __all__ = [
     "Prefetcher",
     "VideoInfo",
     "available_codecs",
+    "check_file_output",
     "check_interrupted",
     "check_output",
     "interrupted",
@@ -81,4 +84,5 @@ __all__ = [
     "signal_name",
     "source_kind",
     "termination_handlers",
+    "write_file_output",
 ]

@@ -48,6 +48,7 @@ from typing import Any, BinaryIO, Literal
 import numpy as np
 
 from pahs_export.errors import PahsError
+from pahs_export.signals import check_interrupted
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 CLOSE_TIMEOUT = 10.0  # seconds close() waits for a decoding thread to leave FFmpeg
@@ -283,6 +284,7 @@ class FrameReader:
             self._container = av.open(self._target, timeout=self._timeout)
         except (av.error.FFmpegError, UnicodeDecodeError, ValueError, OSError) as e:
             self.close()
+            check_interrupted()  # a signal while blocked opening (a FIFO with no writer) is the signal, not EINTR
             raise self._open_error(e) from None
         streams = self._container.streams
         if not streams.video:

@@ -37,6 +37,7 @@ import contextlib
 import errno
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -380,6 +381,51 @@ def check_output(
     for the first problem (what was expected, what was found, what is available). Without ``info`` (the source
     not open yet) the checks that need its size and depth are left to :func:`open_output`."""
     _prepare(path, info, source, options, stream)
+
+
+def check_file_output(
+    path: str | Path,
+    option: str,
+    *,
+    inputs: Sequence[str | Path] = (),
+    outputs: Sequence[str | Path] = (),
+    overwrite: bool = False,
+) -> None:
+    """The rules for a file pahs writes besides the video (``--json``), as ``-o`` and ``--compare`` follow them:
+    never an input nor inside an input folder, never another output nor inside a folder output, an existing file
+    replaced only with ``overwrite``, a folder never, and a folder to write in. Checked before the run starts;
+    ``option`` names the file in the one-line :class:`PahsError`."""
+    target = Path(path).absolute()
+    resolved = target.resolve()
+    for what, paths in (("the input", inputs), ("the output", outputs)):
+        for other in paths:
+            if not _is_local(other) or output_is_pipe(other):
+                continue
+            place = Path(other).resolve()
+            inside = place in resolved.parents and (Path(other).is_dir() or output_is_folder(other))
+            if resolved == place or inside:
+                how = "is" if resolved == place else "is inside"
+                raise PahsError(
+                    f"expected {option} to name a file of its own, found {path} {how} {what} {other}; "
+                    f"choose another {option}"
+                )
+    if target.is_dir():
+        raise PahsError(f"expected {option} to name a file, found the folder {path}; choose another {option}")
+    if (target.exists() or target.is_symlink()) and not overwrite:
+        raise PahsError(f"expected a new {option} file, found {path} already there; pass --overwrite or choose another")
+    folder = next((p for p in target.parents if p.exists()), None)
+    if folder is None or not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise PahsError(
+            f"expected {option} in a writable folder, found {folder or target.parent} is not writable; "
+            f"choose another {option}"
+        )
+
+
+def write_file_output(path: str | Path, data: bytes, what: str) -> None:
+    """Write a whole small file atomically (:class:`~pahs_export.files.AtomicOutput`): a reader, or a crash,
+    sees the old file or the new one, never a part. ``what`` names it in a disk error."""
+    with AtomicOutput(path, folder=False, what=what) as out:
+        out.tmp.write_bytes(data)
 
 
 def open_output(

@@ -223,7 +223,7 @@ def test_json_summary(tmp_path, clip, artifact):
     assert s["verify"]["frames"] == 3 and s["verify"]["passed"] and len(s["verify"]["per_frame"]) == 3
     assert 0 < s["seconds"]["first_frame"] <= s["seconds"]["restore"] <= s["seconds"]["total"]
     assert s["frames_per_second"] > 0
-    failed = pahs_run(str(tmp_path / "none.mp4"), "-e", str(artifact), "-q", "--json", str(summary))
+    failed = pahs_run(str(tmp_path / "none.mp4"), "-e", str(artifact), "-q", "--json", str(summary), "--overwrite")
     one_line_error(failed, "none.mp4")
     s = json.loads(summary.read_text())
     assert s["status"] == "error" and "none.mp4" in s["error"]

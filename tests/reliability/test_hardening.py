@@ -1,0 +1,400 @@
+"""The second hardening round (issue #29): cases that broke when hostile and careless ones were tried.
+
+Command-line cases run the real `pahs-run` in a subprocess; API cases run in-process. Each test failed on the
+code before its fix. Inputs are tiny generated clips and frame folders, models the tiny pahs-t preset.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from runtime_faults_helper import make_clip, make_folder
+
+RUN = "import sys; from pahs.cli.run import main; sys.argv[0] = 'pahs-run'; sys.exit(main())"
+
+
+def pahs_run(*args: str | Path, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", RUN, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
+
+
+def one_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    """The one `pahs-run: error` line of a failed run (exit 2, no traceback), holding every fragment."""
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("pahs-run: error")]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory) -> Path:
+    import torch
+
+    from pahs_export import build_model, save_checkpoint
+    from pahs_export.onnx_export import artifact_from_model
+    from pahs_export.weights import resolve_model
+
+    torch.manual_seed(29)
+    weights = save_checkpoint(build_model("pahs-t"), tmp_path_factory.mktemp("ckpt") / "w.safetensors")
+    model, source = resolve_model(weights)
+    return artifact_from_model(model, tmp_path_factory.mktemp("onnx") / "art", source=source)
+
+
+# ------------------------------------------------------------------- 1. --json obeys the rules of every output
+
+
+def test_json_summary_follows_the_output_rules(tmp_path, artifact):
+    seq = make_folder(tmp_path / "seq", 3, 32, 32)
+    first = seq / sorted(p.name for p in seq.iterdir())[0]
+    before = first.read_bytes()
+    out, summary = tmp_path / "o" / "x.mkv", tmp_path / "s.json"
+    engine = ["-e", str(artifact), "-b", "onnxruntime", "-q"]
+    # --json naming the input video, a frame of the input folder, -o, or an existing file without --overwrite
+    clip = make_clip(tmp_path / "in.mp4", n=3, width=32, height=32)
+    video = clip.read_bytes()
+    one_error(pahs_run(clip, "-o", out, *engine, "--json", clip), "--json", "input")
+    assert clip.read_bytes() == video and not out.exists()
+    one_error(pahs_run(seq, "-o", out, *engine, "--json", first), "--json", "input")
+    assert first.read_bytes() == before and not out.exists()
+    one_error(pahs_run(seq, "-o", out, *engine, "--json", out), "--json", "output")
+    assert not out.exists()
+    summary.write_text("keep")
+    one_error(pahs_run(seq, "-o", out, *engine, "--json", summary), "--json", "--overwrite")
+    assert summary.read_text() == "keep" and not out.exists()  # refused before the run, not after
+    done = pahs_run(seq, "-o", out, *engine, "--json", summary, "--overwrite")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(summary.read_text())["status"] == "ok" and out.is_file()
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+
+
+# ------------------------------------------------------------------- 11-13. the Python API checks what it is given
+
+
+@pytest.fixture(scope="module")
+def restorer(artifact):
+    import pahs
+
+    return pahs.open(artifact, backend="onnxruntime", threads=1)
+
+
+def api_frames(n: int = 8, size: int = 32) -> list[np.ndarray]:
+    rng = np.random.default_rng(11)
+    return [rng.random((size, size, 3), dtype=np.float32) for _ in range(n)]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_a_non_finite_pixel_is_refused_naming_its_frame(restorer, bad, as_tensor):
+    import torch
+
+    from pahs import PahsError
+
+    frames = api_frames()
+    frames[3][5, 7, 1] = bad
+    given = [torch.from_numpy(f).permute(2, 0, 1) for f in frames] if as_tensor else frames
+    got = []
+    with pytest.raises(PahsError, match="expected finite values in float frames, found 1 NaN or Inf in frame 3"):
+        for out in restorer.restore(given, lookahead=2, chunk=2):
+            got.append(out)
+    assert all(np.isfinite(np.asarray(o)).all() for o in got)  # nothing non-finite came back before it
+
+
+def test_a_non_finite_state_mid_run_stops_in_one_line(restorer):
+    """An engine whose state turns NaN at the fifth forward step (as an FP16 overflow would)."""
+    import torch
+
+    from pahs import PahsError, Restorer
+    from runtime.backends.base import BackendWrapper
+
+    class Overflowing(BackendWrapper):
+        steps = 0
+
+        def run(self, role, *inputs):
+            outputs = super().run(role, *inputs)
+            if role == "forward":
+                Overflowing.steps += 1
+                if Overflowing.steps == 5:
+                    outputs = tuple(torch.full_like(v, torch.nan) for v in outputs)
+            return outputs
+
+    broken = Restorer(Overflowing(restorer.backend))
+    with pytest.raises(PahsError, match="expected finite values from the engine, found NaN or Inf in restored frame"):
+        list(broken.restore(api_frames(), lookahead=2, chunk=2))
+
+
+@pytest.mark.parametrize("scale", [255.0, 65535.0, -1.0])
+def test_float_frames_outside_0_1_are_refused(restorer, scale):
+    from pahs import PahsError
+
+    frames = [f * scale for f in api_frames(3)]
+    with pytest.raises(PahsError, match=r"expected float frames in \[0, 1\] \(within 0.05\), found values from"):
+        list(restorer.restore(frames))
+
+
+def test_float_frames_just_above_1_are_accepted(restorer):
+    frames = [np.clip(f * 1.04, 0, 1.04).astype(np.float32) for f in api_frames(3)]
+    out = list(restorer.restore(frames, lookahead=1))
+    assert len(out) == 3 and all(o.max() <= 1 for o in out)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda r, f: list(r.restore(f, lookahead="soon")), "expected lookahead to be a number of frames from 0"),
+        (lambda r, f: list(r.restore(f, lookahead=True)), "expected lookahead to be"),
+        (lambda r, f: list(r.restore(f, lookahead=-1)), "expected lookahead to be"),
+        (lambda r, f: list(r.restore(f, chunk="many")), "expected chunk to be a number of frames of at least 1"),
+        (lambda r, f: list(r.restore(f, chunk=0)), "expected chunk to be"),
+        (lambda r, f: list(r.restore(f, max_pixels="big")), "expected max_pixels to be"),
+        (lambda r, f: list(r.restore(f, spill_dir=3)), "expected spill_dir to be"),
+        (lambda r, f: list(r.restore(5)), "expected frames to be an iterable"),
+        (lambda r, f: r.restore_video("in.mp4", "o.mp4", crf="high"), "expected crf to be a whole number from 0 to 51"),
+        (lambda r, f: r.restore_video("in.mp4", "o.mp4", crf=99), "expected crf to be"),
+        (lambda r, f: r.restore_video("in.mp4", "o.mp4", fps="fast"), "expected fps to be a positive rate"),
+        (lambda r, f: r.restore_video("in.mp4", "o.mp4", lossless="yes"), "expected lossless to be True or False"),
+        (lambda r, f: r.restore_video("in.mp4", "o.mp4", preset="quick"), "expected preset to be one of"),
+        (lambda r, f: r.restore_video("in.mp4", "o.mp4", codec=264), "expected codec to be a string"),
+        (lambda r, f: r.restore_video("in.mp4", "o.mp4", progress="no"), "expected progress to be True or False"),
+        (lambda r, f: r.restore_video(3, "o.mp4"), "expected src to be"),
+        (lambda r, f: r.restore_video("in.mp4", 3), "expected dst to be"),
+        (lambda r, f: r.restore_video("in.mp4", "o.mp4", speed=2), "expected encoder settings of OutputOptions"),
+    ],
+)
+def test_every_api_parameter_is_checked_by_name(restorer, call, message):
+    from pahs import PahsError
+
+    with pytest.raises(PahsError, match=message) as caught:
+        call(restorer, api_frames(2))
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [({"threads": "x"}, "expected threads to be"), ({"cuda_graphs": "on"}, "expected cuda_graphs to be True or False"),
+     ({"backend": 3}, "expected backend to be a string")],
+)  # fmt: skip
+def test_open_checks_its_parameters(artifact, keywords, message):
+    import pahs
+
+    with pytest.raises(pahs.PahsError, match=message):
+        pahs.open(artifact, **keywords)
+
+
+def test_the_cli_spellings_keep_the_cli_meaning(restorer, tmp_path):
+    def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+        return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+    frames = api_frames(6)
+    exact = list(restorer.restore(frames, lookahead=None))
+    assert same(list(restorer.restore(frames, lookahead="all")), exact)
+    assert same(list(restorer.restore(frames, lookahead="ALL")), exact)
+    streamed = list(restorer.restore(frames, lookahead=2, chunk=3))
+    assert same(list(restorer.restore(frames, lookahead="2", chunk="3")), streamed)
+    clip = make_clip(tmp_path / "c.mp4", n=3, width=32, height=32)
+    run = restorer.restore_video(clip, tmp_path / "o.mkv", crf="20", fps="30000/1001", lookahead="all")
+    assert run.frames == 3 and (tmp_path / "o.mkv").is_file()
+
+
+# ------------------------------------------------------------------- 2-3. what an artifact may make pahs read
+
+
+def external_fuse(art: Path, location: str) -> bytes:
+    """Rewrite ``fuse.onnx`` with its weights in the external file ``location`` (written into the artifact as
+    ext.bin), rehash the .onnx as a careful tamperer would, and return the external bytes."""
+    import onnx
+    from pahs_export.files import file_sha256
+
+    model = onnx.load(str(art / "fuse.onnx"))
+    onnx.save_model(model, str(art / "fuse.onnx"), save_as_external_data=True, location="ext.bin", size_threshold=0)
+    data = (art / "ext.bin").read_bytes()
+    if location != "ext.bin":  # point the graph elsewhere: the file is not inside the artifact any more
+        (art / "ext.bin").unlink()
+        model = onnx.load(str(art / "fuse.onnx"), load_external_data=False)
+        for tensor in model.graph.initializer:
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    entry.value = location
+        (art / "fuse.onnx").write_bytes(model.SerializeToString())
+    raw = json.loads((art / "manifest.json").read_text())
+    raw["sha256"]["fuse.onnx"] = file_sha256(art / "fuse.onnx")
+    (art / "manifest.json").write_text(json.dumps(raw))
+    return data
+
+
+@pytest.fixture()
+def art(tmp_path, artifact) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(artifact, tmp_path / "art"))
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_external_data_in_the_working_folder_is_never_read(tmp_path, art, backend):
+    seq = make_folder(tmp_path / "seq", 2, 32, 32)
+    data = external_fuse(art, "ext.bin")
+    (art / "ext.bin").rename(tmp_path / "ext.bin")  # the graph names ext.bin; it is only in the working folder
+    result = pahs_run(seq, "-e", art, "-b", backend, "-o", tmp_path / "o.mkv", "-q", cwd=tmp_path)
+    one_error(result, "ext.bin", "sha256")
+    assert not (tmp_path / "o.mkv").exists() and (tmp_path / "ext.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize("location", ["../ext.bin", "/tmp/ext.bin", "sub/ext.bin"])
+def test_external_data_outside_the_folder_is_one_line_on_openvino(tmp_path, art, location):
+    seq = make_folder(tmp_path / "seq", 2, 32, 32)
+    data = external_fuse(art, location)
+    (tmp_path / "ext.bin").write_bytes(data)
+    result = pahs_run(seq, "-e", art, "-b", "openvino", "-o", tmp_path / "o.mkv", "-q", cwd=tmp_path)
+    one_error(result, "external data of the fuse graph", "plain file name")
+
+
+def test_external_data_inside_the_folder_must_be_hashed_and_then_loads(art, artifact):
+    import torch
+    from pahs_export.files import file_sha256
+
+    from pahs import PahsError
+    from pahs_export.artifact import read_artifact
+    from runtime.backends.openvino_backend import OpenVINOBackend
+    from runtime.backends.ort_backend import OnnxRuntimeBackend
+
+    external_fuse(art, "ext.bin")
+    for backend in (OnnxRuntimeBackend, OpenVINOBackend):
+        with pytest.raises(PahsError, match=r"expected a sha256 in .* for ext\.bin, the external data of the fuse"):
+            backend(read_artifact(art))
+    raw = json.loads((art / "manifest.json").read_text())
+    raw["sha256"]["ext.bin"] = file_sha256(art / "ext.bin")
+    (art / "manifest.json").write_text(json.dumps(raw))
+    x = torch.rand(1, 3, 32, 32)
+    f = torch.rand(1, 48, 8, 8)
+    for backend in (OnnxRuntimeBackend, OpenVINOBackend):
+        got = backend(read_artifact(art)).fuse(x, f, f)
+        want = backend(read_artifact(artifact)).fuse(x, f, f)
+        assert torch.equal(got, want)
+    (art / "ext.bin").write_bytes(b"\0" * len((art / "ext.bin").read_bytes()))  # swapped after hashing
+    with pytest.raises(PahsError, match=r"ext\.bin does not match the sha256"):
+        OnnxRuntimeBackend(read_artifact(art))
+
+
+def test_a_truncated_graph_on_openvino_is_one_line(tmp_path, art):
+    from pahs_export.files import file_sha256
+
+    seq = make_folder(tmp_path / "seq", 2, 32, 32)
+    graph = art / "fuse.onnx"
+    graph.write_bytes(graph.read_bytes()[: graph.stat().st_size // 2])
+    raw = json.loads((art / "manifest.json").read_text())
+    raw["sha256"]["fuse.onnx"] = file_sha256(graph)
+    (art / "manifest.json").write_text(json.dumps(raw))
+    one_error(pahs_run(seq, "-e", art, "-b", "openvino", "-o", tmp_path / "o.mkv", "-q"), "fuse.onnx", "OpenVINO")
+
+
+def test_a_manifest_nested_200000_levels_deep_is_one_line(tmp_path, art):
+    seq = make_folder(tmp_path / "seq", 2, 32, 32)
+    (art / "manifest.json").write_text("[" * 200_000 + "]" * 200_000)
+    one_error(pahs_run(seq, "-e", art, "-o", tmp_path / "o.mkv", "-q"), "manifest.json", "nested too deeply")
+
+
+# ------------------------------------------------------------------- 8-9. batches
+
+
+def test_a_fifo_matched_by_a_batch_pattern_is_reported_once_and_skipped(tmp_path, artifact):
+    import os
+
+    videos = tmp_path / "in"
+    videos.mkdir()
+    make_clip(videos / "a.mp4", n=3, width=32, height=32)
+    os.mkfifo(videos / "b.mp4")  # nothing ever writes it: opening it would block the batch forever
+    out = tmp_path / "out"
+    result = pahs_run(f"{videos}/*.mp4", "-e", artifact, "-b", "onnxruntime", "-o", f"{out}/", timeout=120)
+    assert result.returncode == 1, result.stderr  # one input was not restored
+    assert "Traceback" not in result.stderr
+    assert (out / "a.mp4").is_file() and not (out / "b.mp4").exists()
+    reported = [line for line in (result.stdout + result.stderr).splitlines() if "b.mp4" in line]
+    assert len(reported) == 1, result.stdout + result.stderr  # the summary's line
+    assert "expected a regular file or a folder of frames in a batch, found a FIFO" in reported[0]
+
+
+def test_output_folder_equal_to_the_input_folder_says_so(tmp_path, artifact):
+    videos = tmp_path / "in"
+    videos.mkdir()
+    make_clip(videos / "a.mp4", n=3, width=32, height=32)
+    result = pahs_run(f"{videos}/*.mp4", "-e", artifact, "-o", f"{videos}/", "-q")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "output folder" in result.stdout and "choose another -o" in result.stdout, result.stdout
+    assert "check the pattern" not in result.stdout + result.stderr
+    assert sorted(p.name for p in videos.iterdir()) == ["a.mp4"]
+
+
+# ------------------------------------------------------------------- 6. signals that come twice, or while blocked
+
+
+def _wait_for(condition, seconds: float = 120.0) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def test_two_sigterms_50_ms_apart_leave_no_partial(tmp_path, artifact):
+    import os
+    import signal
+    import time
+
+    clip = make_clip(tmp_path / "in.mp4", n=240, width=64, height=48)
+    out = tmp_path / "o"
+    out.mkdir()
+    args = [sys.executable, "-c", RUN, str(clip), "-e", str(artifact), "-b", "onnxruntime", "-o", str(out / "x.mkv")]
+    proc = subprocess.Popen([*args, "-q", "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_for(lambda: any(".partial-" in p.name for p in out.iterdir()) or proc.poll() is not None)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode in (-signal.SIGTERM, 128 + signal.SIGTERM), proc.returncode
+    assert list(out.iterdir()) == [], list(out.iterdir())
+
+
+def test_sigterm_while_blocked_opening_a_fifo_exits_143(tmp_path, artifact):
+    import os
+    import signal
+
+    fifo = tmp_path / "in.y4m"
+    os.mkfifo(fifo)  # no writer: opening it blocks
+    args = [
+        sys.executable,
+        "-c",
+        RUN,
+        str(fifo),
+        "-e",
+        str(artifact),
+        "-b",
+        "onnxruntime",
+        "-o",
+        str(tmp_path / "o.mkv"),
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wchan = Path(f"/proc/{proc.pid}/wchan")
+        _wait_for(lambda: proc.poll() is not None or "partner" in wchan.read_text() or "fifo" in wchan.read_text())
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 143, err
+    assert "interrupted (SIGTERM)" in err and "Traceback" not in err and "cannot open" not in err, err
