@@ -11,7 +11,9 @@ through each module's ``main(argv) -> int`` (pahs.cli.common's conventions).
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -237,11 +239,12 @@ def test_help_lists_the_choices(capsys, wide_help, name):
     assert status == 0
     lines = out.splitlines()
     for option, values in CHOICES[name].items():
-        row = next((i for i, line in enumerate(lines) if re.match(rf"^[\s│|*]*{option}(?![\w-])", line)), None)
+        # plain help (not a terminal): an option's row is indented two spaces, its wrapped help further
+        row = next((i for i, line in enumerate(lines) if re.match(rf"^  (-\w, )?{option}(?![\w-])", line)), None)
         assert row is not None, f"{option} not in the help of {name}"
         text = lines[row]  # the option's row and its continuation lines (wrapped help)
         for line in lines[row + 1 :]:
-            if re.match(r"^[\s│|]*[-*]", line) or not line.strip(" │|"):
+            if not line.startswith("   "):
                 break
             text += " " + line
         missing = [v for v in values if not re.search(rf"(?<![\w-]){re.escape(v)}(?![\w-])", text)]
@@ -323,3 +326,23 @@ def test_eval_quiet_and_device(capsys, tmp_path):
     assert err.startswith("pahs-eval: scoring synthetic-") and "overall" in out
     status, out, err = call(capsys, "pahs-eval", *args, "-q")
     assert status == 0 and err == "" and "overall" in out
+
+
+@pytest.mark.parametrize(("prog", "sub"), LEAVES, ids=LEAF_IDS)
+def test_help_off_a_terminal_is_plain_text(prog, sub):
+    """`prog --help | grep ...`, or help in a log: plain text at most 80 columns wide, one option per line start,
+    no Rich box. The real console script in a subprocess, its stdout a pipe."""
+    module, _, main = PROGRAMS[prog]
+    code = f"import sys; from {module} import {main}; sys.argv[0] = {prog!r}; sys.exit({main}())"
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "TERM")}
+    result = subprocess.run(
+        [sys.executable, "-c", code, *sub, "--help"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert not set("│╭╰─") & set(result.stdout), result.stdout
+    text = [line for line in lines if not line.lstrip().startswith("-")]  # an option's spellings stay on one line
+    assert max(len(line) for line in text) <= 80, max(text, key=len)
+    assert not [line for line in lines if re.search(r"\w-$", line)], "a word broken at a hyphen: grep misses it"
+    for long in _names(click_command(prog, sub)):
+        assert any(re.match(rf"^\s+(-\w, )?{long}[ ,/=\n]", line + "\n") for line in lines), (long, result.stdout)
