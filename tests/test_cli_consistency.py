@@ -346,3 +346,17 @@ def test_help_off_a_terminal_is_plain_text(prog, sub):
     assert not [line for line in lines if re.search(r"\w-$", line)], "a word broken at a hyphen: grep misses it"
     for long in _names(click_command(prog, sub)):
         assert any(re.match(rf"^\s+(-\w, )?{long}[ ,/=\n]", line + "\n") for line in lines), (long, result.stdout)
+
+
+def test_readme_says_what_verify_writes(capsys, wide_help):
+    """`--help` says `--verify` stops after the check unless -o or --compare is given; every README example of
+    `pahs-run --verify` without -o or --compare says that it writes no video."""
+    help_text = " ".join(call(capsys, "pahs-run", "-h")[1].split())
+    assert "then stop (unless -o or --compare is given)" in help_text
+    readme = (ROOT / "README.md").read_text()
+    examples = [line for line in readme.splitlines() if re.match(r"^pahs-run .*--verify", line)]
+    bare = [line for line in examples if not re.search(r"\s(-o|--output|--compare)\s", line.split("#")[0] + " ")]
+    assert bare, "the README shows pahs-run --verify somewhere"
+    for line in bare:
+        comment = line.partition("#")[2]
+        assert "no video" in comment and "-o" in comment and "--compare" in comment, line
