@@ -94,7 +94,7 @@ def bench(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Benchmark: steady-state frames/s, time per graph, peak memory, FLOP/s vs a matmul ceiling, ratios."""
+    """Benchmark: steady-state frames/s, time per graph, peak memory, achieved FLOP/s, ratios to torch."""
     la = DEFAULT_LOOKAHEAD if lookahead is None else lookahead
     k = DEFAULT_CHUNK if chunk is None else chunk
     engine_list = [Engine.read(e) for e in engines or []]
