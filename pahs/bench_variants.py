@@ -36,7 +36,6 @@ from runtime.bench.measure import (
     DEFAULT_REPS,
     gflop_per_frame,
     io_speed,
-    matmul_ceiling,
     measure,
     peak_rss_mib,
     reset_peak_rss,
@@ -298,8 +297,7 @@ def run_bench(
     plan = plan_variants(None if variants is None else list(variants), read, presets, device)
     nw = max((len(name) for name in plan), default=0)
     torch.set_num_threads(torch.get_num_threads())
-    report = Report(machine=_machine(), ceiling_gflops=matmul_ceiling())
-    log(f"matmul ceiling: {report.ceiling_gflops:.1f} GFLOP/s (FP32, {torch.get_num_threads()} threads)")
+    report = Report(machine=_machine())
     with tempfile.TemporaryDirectory(prefix="pahs-bench-", dir=workdir) as tmp:
         tmpdir = Path(tmp)
         for preset in presets:
@@ -329,12 +327,12 @@ def run_bench(
                     gflop = gflop_per_frame(preset, width, height, calls)
                     result = Result(
                         preset, width, height, name, frames, lookahead, chunk, med, fps, roles, calls, gflop,
-                        gflop * med, gflop * med / report.ceiling_gflops, peak_rss_mib(), dev_mib,
+                        gflop * med, peak_rss_mib(), dev_mib,
                     )  # fmt: skip
                     report.results.append(result)
                     log(
                         f"{preset} {width}x{height} {name:<{nw}} {med:7.2f} frames/s  {result.gflops:7.1f} GFLOP/s "
-                        f"({result.ceiling_fraction:.0%} of ceiling)  peak host {result.peak_host_mib:.0f} MiB"
+                        f"peak host {result.peak_host_mib:.0f} MiB"
                     )
                 try:
                     report.io.update(io_speed(width, height, min(frames, IO_FRAMES), tmpdir))

@@ -241,15 +241,21 @@ def _histogram_errors(method: str) -> Iterator[None]:
 @contextlib.contextmanager
 def _quiet_quantizer() -> Iterator[None]:
     """ORT's quantizer logs pre-processing advice on the root logger and its histogram calibrators print
-    progress to stdout; neither is for our users. Restores both afterwards."""
+    progress to stdout; neither is for our users. Restores both afterwards.
+
+    Its module-level ``logging.warning`` calls configure the root logger (``basicConfig``) when it has no
+    handler, after which every ``pahs`` message would also print as ``INFO:pahs:…``: the root logger's handlers
+    are put back as they were, too."""
     root = logging.getLogger()
-    level = root.level
+    level, handlers = root.level, list(root.handlers)
     root.setLevel(max(level, logging.ERROR))
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             yield
     finally:
         root.setLevel(level)
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
 
 
 def calibration_key(graph_sha256: str, data_sha256: str, options: Int8Options) -> str:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import ast
 import importlib
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -239,11 +241,12 @@ def test_help_lists_the_choices(capsys, wide_help, name):
     assert status == 0
     lines = out.splitlines()
     for option, values in CHOICES[name].items():
-        row = next((i for i, line in enumerate(lines) if re.match(rf"^[\s│|*]*{option}(?![\w-])", line)), None)
+        # plain help (not a terminal): an option's row is indented two spaces, its wrapped help further
+        row = next((i for i, line in enumerate(lines) if re.match(rf"^  (-\w, )?{option}(?![\w-])", line)), None)
         assert row is not None, f"{option} not in the help of {name}"
         text = lines[row]  # the option's row and its continuation lines (wrapped help)
         for line in lines[row + 1 :]:
-            if re.match(r"^[\s│|]*[-*]", line) or not line.strip(" │|"):
+            if not line.startswith("   "):
                 break
             text += " " + line
         missing = [v for v in values if not re.search(rf"(?<![\w-]){re.escape(v)}(?![\w-])", text)]
@@ -351,3 +354,37 @@ def test_command_line_functions_stay_small(path):
         if not command and params > 10:
             problems.append(f"{where}: {params} parameters")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(("prog", "sub"), LEAVES, ids=LEAF_IDS)
+def test_help_off_a_terminal_is_plain_text(prog, sub):
+    """`prog --help | grep ...`, or help in a log: plain text at most 80 columns wide, one option per line start,
+    no Rich box. The real console script in a subprocess, its stdout a pipe."""
+    module, _, main = PROGRAMS[prog]
+    code = f"import sys; from {module} import {main}; sys.argv[0] = {prog!r}; sys.exit({main}())"
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "TERM")}
+    result = subprocess.run(
+        [sys.executable, "-c", code, *sub, "--help"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert not set("│╭╰─") & set(result.stdout), result.stdout
+    text = [line for line in lines if not line.lstrip().startswith("-")]  # an option's spellings stay on one line
+    assert max(len(line) for line in text) <= 80, max(text, key=len)
+    assert not [line for line in lines if re.search(r"\w-$", line)], "a word broken at a hyphen: grep misses it"
+    for long in _names(click_command(prog, sub)):
+        assert any(re.match(rf"^\s+(-\w, )?{long}[ ,/=\n]", line + "\n") for line in lines), (long, result.stdout)
+
+
+def test_readme_says_what_verify_writes(capsys, wide_help):
+    """`--help` says `--verify` stops after the check unless -o or --compare is given; every README example of
+    `pahs-run --verify` without -o or --compare says that it writes no video."""
+    help_text = " ".join(call(capsys, "pahs-run", "-h")[1].split())
+    assert "then stop (unless -o or --compare is given)" in help_text
+    readme = (ROOT / "README.md").read_text()
+    examples = [line for line in readme.splitlines() if re.match(r"^pahs-run .*--verify", line)]
+    bare = [line for line in examples if not re.search(r"\s(-o|--output|--compare)\s", line.split("#")[0] + " ")]
+    assert bare, "the README shows pahs-run --verify somewhere"
+    for line in bare:
+        comment = line.partition("#")[2]
+        assert "no video" in comment and "-o" in comment and "--compare" in comment, line

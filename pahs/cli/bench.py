@@ -110,7 +110,7 @@ def bench(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Benchmark: steady-state frames/s, time per graph, peak memory, FLOP/s vs a matmul ceiling, ratios."""
+    """Benchmark: steady-state frames/s, time per graph, peak memory, achieved FLOP/s, ratios to torch."""
     engine_list = tuple(Engine.read(e) for e in engines or [])
     names = values_of(presets) or list(dict.fromkeys(e.preset for e in engine_list)) or [DEFAULT_PRESET]
     request = BenchRequest(

@@ -9,7 +9,8 @@
   :func:`precision_from_flags`), ``--debug`` (:data:`DebugOpt`);
 - :func:`choices`: an option with a fixed set of values (``--help`` lists them, parsing refuses others,
   completion offers them); :func:`value_of` turns what the command receives back into a plain string;
-- :func:`parse_size`: ``WxH``.
+- :func:`parse_size`: ``WxH``;
+- ``--help`` in Rich's boxes on a terminal, plain text (greppable, 80 columns) anywhere else.
 
 A command adopts them like this (``None`` is "the default": defaults are stated in help texts, not in code)::
 
@@ -42,6 +43,7 @@ import platform
 import re
 import signal
 import sys
+import textwrap
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from enum import Enum
@@ -213,6 +215,46 @@ def _add_version(command: Any) -> None:
         _add_version(sub)
 
 
+def _plain_help(command: Any) -> None:
+    """Help as plain text on ``command`` and its subcommands: off a terminal (a file, ``| grep``, ``less``) Rich's
+    boxes wrap every option into narrow columns that no one can grep. Click's formatter wraps at the terminal's
+    width, or 80 columns when there is none; ours never breaks a word at a hyphen (``torch-cuda-fp16`` stays
+    whole, so grep finds it)."""
+    base = command.context_class
+
+    class Formatter(base.formatter_class):  # type: ignore[name-defined,misc]
+        def write_dl(self, rows: Sequence[tuple[str, str]], col_max: int = 30, col_spacing: int = 2) -> None:
+            first_col = min(max((len(first) for first, _ in rows), default=0), col_max) + col_spacing
+            for first, second in rows:
+                self.write(f"{'':>{self.current_indent}}{first}")
+                if not second:
+                    self.write("\n")
+                    continue
+                if len(first) <= first_col - col_spacing:
+                    self.write(" " * (first_col - len(first)))
+                else:  # a long option name (its choices): its own line, the text on the next
+                    self.write("\n" + " " * (first_col + self.current_indent))
+                width = max(self.width - first_col - self.current_indent, 20)
+                lines = textwrap.wrap(" ".join(second.split()), width, break_on_hyphens=False)
+                self.write(("\n" + " " * (first_col + self.current_indent)).join(lines) + "\n")
+
+        def write_text(self, text: str) -> None:
+            indent, width = " " * self.current_indent, max(self.width - self.current_indent, 20)
+            paragraphs = [textwrap.wrap(" ".join(p.split()), width, break_on_hyphens=False) for p in text.split("\n\n")]
+            self.write("\n".join("".join(f"{indent}{line}\n" for line in p) for p in paragraphs if p))
+
+    class Context(base):  # type: ignore[valid-type,misc]
+        formatter_class = Formatter
+
+    def plain(cmd: Any) -> None:
+        cmd.rich_markup_mode = None
+        cmd.context_class = Context
+        for sub in getattr(cmd, "commands", {}).values():
+            plain(sub)
+
+    plain(command)
+
+
 def new_app(help_text: str) -> typer.Typer:
     """A Typer app with our conventions (no rich tracebacks: errors are one line unless --debug; completion
     scripts from --install-completion / --show-completion)."""
@@ -268,6 +310,8 @@ def entry_point(app: typer.Typer, prog_name: str) -> Main:
         try:
             command = typer.main.get_command(app)
             _add_version(command)
+            if not sys.stdout.isatty():
+                _plain_help(command)
             if os.environ.get(completion_var(prog_name)):
                 return _complete(command, prog_name, args)
             with command.make_context(prog_name, args) as ctx:

@@ -340,12 +340,15 @@ class RunReport:
         self.started = self.opened = time.monotonic()
         self._handler = _StderrLog()
         self._level = logging.getLogger("pahs").level
+        self._propagate = logging.getLogger("pahs").propagate
 
     def __enter__(self) -> RunReport:
         if not self.quiet:
             pahs_log = logging.getLogger("pahs")
             pahs_log.addHandler(self._handler)
             pahs_log.setLevel(logging.INFO)
+            # Our handler prints each message; a root logger that a library configured must not print it again.
+            pahs_log.propagate = False
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
@@ -356,6 +359,7 @@ class RunReport:
             pahs_log = logging.getLogger("pahs")
             pahs_log.removeHandler(self._handler)
             pahs_log.setLevel(self._level)
+            pahs_log.propagate = self._propagate
 
     def say(self, message: str) -> None:
         if not self.quiet:

@@ -1,4 +1,4 @@
-"""Measuring one backend: the machine's matmul ceiling, peak host memory, time per graph role, model FLOPs
+"""Measuring one backend: peak host memory, time per graph role, model FLOPs
 per frame and the speed of video decode and encode at the same size.
 
 Runtime layer: everything here takes an open :class:`~runtime.backends.Backend` (or a way to open one) and
@@ -53,12 +53,6 @@ def interleaved_medians(runs: Mapping[K, Callable[[], object]], reps: int = 7, w
             if round_ >= warmup:
                 times[key].append(time.perf_counter() - t)
     return {key: statistics.median(t) for key, t in times.items()}
-
-
-def matmul_ceiling(threads: int | None = None, n: int = 2048, reps: int = 5) -> float:
-    """GFLOP/s of a large FP32 matmul on this machine (median of ``reps``): the practical compute ceiling."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n**3 / median_seconds(lambda: torch.mm(a, b), reps) / 1e9
 
 
 def reset_peak_rss() -> None:

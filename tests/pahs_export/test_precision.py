@@ -5,6 +5,8 @@ Quality thresholds on the trained default weights live in test_precision_quality
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import onnx
 import pytest
@@ -310,3 +312,14 @@ def test_histogram_error(tmp_path, model, monkeypatch):
     with pytest.raises(PahsError, match=r"vary over the calibration data .* or use minmax"):
         onnx_export.artifact_from_model(model, tmp_path / "x", source=SOURCE, precision="int8", calibration=one)
     assert not (tmp_path / "x").exists()
+
+
+def test_the_quantizer_leaves_the_root_logger_as_it_was(tmp_path, model, cache, monkeypatch):
+    """ORT's quantizer logs through ``logging.warning``, which gives an unconfigured root logger a handler: every
+    later ``pahs`` message then printed twice (``INFO:pahs:…``). The export puts the root logger back."""
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])  # a plain process: pytest's own capture handlers are not there
+    monkeypatch.setenv("PAHS_CACHE", str(cache))
+    out = tmp_path / "a"
+    onnx_export.artifact_from_model(model, out, source=SOURCE, precision="int8", int8=MINMAX, calibration=TINY)
+    assert root.handlers == []

@@ -225,3 +225,18 @@ def test_precision_artifacts_run_through_pahs_run(tmp_path, precision, target):
     assert result.returncode == 0, result.stderr
     assert f"PASS: {default_onnx_backend()} on cpu ({precision}) vs PyTorch on cpu over 4 frames" in result.stdout
     assert len(list((tmp_path / "out").iterdir())) == 4
+
+
+def test_each_message_is_printed_once_when_a_library_configured_the_root_logger(tmp_path, artifact):
+    """ORT's quantizer (the first-use INT8 export) calls ``logging.warning``, which configures the root logger;
+    every ``pahs`` message then also printed as ``INFO:pahs:…``. The run's own handler is the only one."""
+    src = make_video(tmp_path / "in.mp4", n=3, width=48, height=32)
+    code = (
+        "import logging, sys; logging.basicConfig(level=logging.INFO); from pahs.cli.run import main; "
+        "sys.argv[0] = 'pahs-run'; sys.exit(main())"
+    )
+    args = [str(src), "--engine", str(artifact), "-o", str(tmp_path / "out.mp4")]
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert ":pahs:" not in result.stderr, result.stderr
+    assert sum(line.startswith("pahs-run: writing mp4") for line in result.stderr.splitlines()) == 1, result.stderr

@@ -25,7 +25,7 @@ def test_bench_tiny_json(tmp_path, capsys):
     result = capsys.readouterr()
     assert status == 0, result.err
     report = json.loads(out.read_text())
-    assert report["ceiling_gflops"] > 0 and report["machine"]["cores"]
+    assert report["machine"]["cores"] and "ceiling_gflops" not in report
     ran = ["torch", "onnxruntime-fp32", "onnxruntime-int8"]
     if importlib.util.find_spec("openvino") is not None:
         ran.append("openvino-int8")
@@ -34,7 +34,7 @@ def test_bench_tiny_json(tmp_path, capsys):
     assert [r["variant"] for r in report["results"]] == ran
     fields = {
         "preset", "width", "height", "variant", "frames", "lookahead", "chunk", "fps", "fps_runs",
-        "seconds_per_role", "steps_per_frame", "gflop_per_frame", "gflops", "ceiling_fraction",
+        "seconds_per_role", "steps_per_frame", "gflop_per_frame", "gflops",
         "peak_host_mib", "peak_device_mib", "vs_torch",
     }  # fmt: skip
     for r in report["results"]:
@@ -48,7 +48,9 @@ def test_bench_tiny_json(tmp_path, capsys):
     assert [g["lookahead"] for g in report["growth"]["fps_vs_lookahead"]] == [0, 1, 2]
     assert len(report["growth"]["memory_vs_length"]) == 2
     assert (tmp_path / "b.png").stat().st_size > 1000
-    assert "frames/s" in result.out and "matmul ceiling" in result.out
+    assert "frames/s" in result.out
+    # no "ceiling" column: a measured FP32 matmul read 128% and 360% against OpenVINO's kernels
+    assert "ceiling" not in result.out + result.err
 
 
 def test_engine_adds_a_named_variant(tmp_path, capsys, artifact):

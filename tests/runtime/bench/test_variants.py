@@ -116,7 +116,6 @@ def test_other_engines_add_named_variants(artifact, checkpoint):
 def test_tensorrt_without_cuda_is_skipped_first(tmp_path, monkeypatch):
     """Without CUDA every CUDA variant is skipped with the same reason, even one that has its engine."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(bench_variants, "matmul_ceiling", lambda: 1.0)
     report = run_bench(
         ["pahs-t"], [(32, 32)], ["tensorrt-fp16", "tensorrt-int8"], 2, 1, 1, 1, tmp_path, log=lambda m: None,
         engines=[FP16_PLAN],
