@@ -377,14 +377,14 @@ def test_help_off_a_terminal_is_plain_text(prog, sub):
 
 
 def test_readme_says_what_verify_writes(capsys, wide_help):
-    """`--help` says `--verify` stops after the check unless -o or --compare is given; every README example of
-    `pahs-run --verify` without -o or --compare says that it writes no video."""
+    """`--help` says `--verify` stops after the check unless -o or --compare is given; every example of
+    `pahs-run --verify` without -o or --compare (README, docs/USAGE.md) says that it writes no video."""
     help_text = " ".join(call(capsys, "pahs-run", "-h")[1].split())
     assert "then stop (unless -o or --compare is given)" in help_text
-    readme = (ROOT / "README.md").read_text()
-    examples = [line for line in readme.splitlines() if re.match(r"^pahs-run .*--verify", line)]
+    docs = (ROOT / "README.md").read_text() + (ROOT / "docs" / "USAGE.md").read_text()  # where examples live
+    examples = [line for line in docs.splitlines() if re.match(r"^pahs-run .*--verify", line)]
     bare = [line for line in examples if not re.search(r"\s(-o|--output|--compare)\s", line.split("#")[0] + " ")]
-    assert bare, "the README shows pahs-run --verify somewhere"
+    assert bare, "the README or docs/USAGE.md shows pahs-run --verify somewhere"
     for line in bare:
         comment = line.partition("#")[2]
         assert "no video" in comment and "-o" in comment and "--compare" in comment, line
