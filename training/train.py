@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import signal
 import time
 import warnings
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from pahs_export.checkpoint import build_model, load_model, parse_device, save_c
 from pahs_export.errors import PahsError
 from pahs_export.model import PAHS
 from pahs_export.presets import DEFAULT_LOOKAHEAD
-from pahs_export.signals import interrupted, signal_name, termination_handlers
+from pahs_export.signals import SIGNALS, interrupted, signal_name, termination_handlers
 
 from .datasets import SequenceClips, find_sequences
 from .evaluate import evaluate
@@ -197,9 +198,18 @@ def _batches(cfg: TrainConfig, start_step: int) -> Iterator[tuple[torch.Tensor, 
         shuffle=False,
         num_workers=cfg.workers,
         persistent_workers=False,
-        worker_init_fn=lambda _: torch.set_num_threads(1),
+        worker_init_fn=_init_worker,
     )
     yield from loader
+
+
+def _init_worker(_: int) -> None:
+    """A data-loading process: one thread, and deaf to stop signals. A signal sent to the whole process group
+    (Ctrl-C, `kill -- -PGID`, a service manager) reaches the workers too; one that died of it would crash the
+    trainer before its checkpoint, so only the trainer takes it and shuts the workers down after checkpointing."""
+    torch.set_num_threads(1)
+    for signum in SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def check_config(cfg: TrainConfig) -> None:

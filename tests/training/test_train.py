@@ -133,6 +133,30 @@ def test_pahs_train_stopped_by_sigterm_says_how_to_resume(tmp_path):
     assert changed.returncode != 0 and "settings of the run" in changed.stderr and "(lr)" in changed.stderr
 
 
+def test_a_signal_to_the_whole_process_group_still_checkpoints(tmp_path):
+    """SIGTERM to the process group (as Ctrl-C, `kill -- -PGID` or a service manager send it) reaches the data-
+    loading worker too: the worker ignores it and the trainer checkpoints and exits 143, instead of crashing on
+    a dead worker with nothing saved."""
+    out = tmp_path / "run"
+    code = (
+        "import os, signal, sys\n"
+        "from training import train as t\n"
+        "real = t.train_step\n"
+        "def step(*a, **k):\n"
+        "    os.killpg(os.getpgrp(), signal.SIGTERM)\n"
+        "    return real(*a, **k)\n"
+        "t.train_step = step\n"
+        "from pahs.cli.train import train_main\n"
+        "sys.exit(train_main())\n"
+    )
+    args = ["-o", str(out), "--steps", "4", "--batch", "2", "--frames", "2", "--crop", "32", "--workers", "1", "-q"]
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300, start_new_session=True
+    )
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr
+    assert "stopped by SIGTERM at step 1 of 4" in result.stderr and (out / "train_state.pt").is_file()
+
+
 def test_errors(tmp_path):
     train(TINY, tmp_path / "run", progress=False, stop_after=1)
     with pytest.raises(PahsError, match="already holds a run; pass --resume"):
