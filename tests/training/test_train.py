@@ -144,6 +144,7 @@ def test_a_signal_to_the_whole_process_group_still_checkpoints(tmp_path):
         "real = t.train_step\n"
         "def step(*a, **k):\n"
         "    os.killpg(os.getpgrp(), signal.SIGTERM)\n"
+        "    import time; time.sleep(1)  # a dead worker would be noticed here (SIGCHLD)\n"
         "    return real(*a, **k)\n"
         "t.train_step = step\n"
         "from pahs.cli.train import train_main\n"
