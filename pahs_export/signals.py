@@ -10,7 +10,7 @@ Decisions:
   or tear a checkpoint in half. A signal the process inherited as ignored (``nohup``, background jobs) stays
   ignored. A second signal while the first is handled ends the process at once, with the signal's default
   action: the user insists, and no cleanup can hang it. It first removes the temporaries of the outputs being
-  written (:func:`register_partial`, done by :class:`pahs_export.files.AtomicOutput`), so nothing hidden is left.
+  written (:func:`register_partial`, done by :class:`pahs_export.atomic.AtomicOutput`), so nothing hidden is left.
 """
 
 from __future__ import annotations

@@ -422,7 +422,7 @@ def check_file_output(
 
 
 def write_file_output(path: str | Path, data: bytes, what: str) -> None:
-    """Write a whole small file atomically (:class:`~pahs_export.files.AtomicOutput`): a reader, or a crash,
+    """Write a whole small file atomically (:class:`~pahs_export.atomic.AtomicOutput`): a reader, or a crash,
     sees the old file or the new one, never a part. ``what`` names it in a disk error."""
     with AtomicOutput(path, folder=False, what=what) as out:
         out.tmp.write_bytes(data)

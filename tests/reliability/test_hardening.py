@@ -210,7 +210,7 @@ def external_fuse(art: Path, location: str) -> bytes:
     """Rewrite ``fuse.onnx`` with its weights in the external file ``location`` (written into the artifact as
     ext.bin), rehash the .onnx as a careful tamperer would, and return the external bytes."""
     import onnx
-    from pahs_export.files import file_sha256
+    from pahs_export.atomic import file_sha256
 
     model = onnx.load(str(art / "fuse.onnx"))
     onnx.save_model(model, str(art / "fuse.onnx"), save_as_external_data=True, location="ext.bin", size_threshold=0)
@@ -257,7 +257,7 @@ def test_external_data_outside_the_folder_is_one_line_on_openvino(tmp_path, art,
 
 def test_external_data_inside_the_folder_must_be_hashed_and_then_loads(art, artifact):
     import torch
-    from pahs_export.files import file_sha256
+    from pahs_export.atomic import file_sha256
 
     from pahs import PahsError
     from pahs_export.artifact import read_artifact
@@ -283,7 +283,7 @@ def test_external_data_inside_the_folder_must_be_hashed_and_then_loads(art, arti
 
 
 def test_a_truncated_graph_on_openvino_is_one_line(tmp_path, art):
-    from pahs_export.files import file_sha256
+    from pahs_export.atomic import file_sha256
 
     seq = make_folder(tmp_path / "seq", 2, 32, 32)
     graph = art / "fuse.onnx"
