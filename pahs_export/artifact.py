@@ -410,6 +410,10 @@ class Artifact:
         verified bytes: ONNX Runtime and OpenVINO, given bytes, would otherwise read the named file from the
         working folder, outside the artifact and its hashes. An external file must be a plain name inside the
         folder with a sha256 in the manifest."""
+        if b"location" not in data:
+            # An external tensor must name its file under the key "location" (the ONNX spec), so a graph without
+            # those bytes has none: skip parsing it with `onnx`, whose import (ml_dtypes) costs a second at start-up.
+            return data
         import onnx
         from google.protobuf.message import DecodeError
         from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
