@@ -210,6 +210,7 @@ def external_fuse(art: Path, location: str) -> bytes:
     """Rewrite ``fuse.onnx`` with its weights in the external file ``location`` (written into the artifact as
     ext.bin), rehash the .onnx as a careful tamperer would, and return the external bytes."""
     import onnx
+
     from pahs_export.atomic import file_sha256
 
     model = onnx.load(str(art / "fuse.onnx"))
@@ -257,10 +258,10 @@ def test_external_data_outside_the_folder_is_one_line_on_openvino(tmp_path, art,
 
 def test_external_data_inside_the_folder_must_be_hashed_and_then_loads(art, artifact):
     import torch
-    from pahs_export.atomic import file_sha256
 
     from pahs import PahsError
     from pahs_export.artifact import read_artifact
+    from pahs_export.atomic import file_sha256
     from runtime.backends.openvino_backend import OpenVINOBackend
     from runtime.backends.ort_backend import OnnxRuntimeBackend
 
