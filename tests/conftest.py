@@ -3,6 +3,7 @@ out for a quick inner loop), `slow` (--run-slow), `gpu` (needs CUDA), `trt` (nee
 
 from __future__ import annotations
 
+import faulthandler
 import importlib.util
 
 import pytest
@@ -34,6 +35,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _faulthandler_armed(request: pytest.FixtureRequest) -> None:
+    """Before each test, give SIGSEGV, SIGABRT and SIGBUS back to pytest's faulthandler: ``ray.shutdown()`` (the
+    cluster tests, in-process runs with --cluster) leaves them at their default actions, and a later crash then
+    ended the run with no traceback. ``faulthandler.enable`` alone does nothing while it believes it is installed."""
+    from _pytest.faulthandler import fault_handler_stderr_fd_key  # pytest's duplicate of the real stderr
+
+    fd = request.config.stash.get(fault_handler_stderr_fd_key, None)
+    if fd is not None:
+        faulthandler.disable()
+        faulthandler.enable(file=fd)
 
 
 @pytest.fixture(autouse=True, scope="session")
