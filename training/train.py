@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from pahs_export.checkpoint import build_model, load_model, parse_device, save_checkpoint
 from pahs_export.errors import PahsError
 from pahs_export.model import PAHS
-from pahs_export.presets import DEFAULT_LOOKAHEAD
+from pahs_export.presets import DEFAULT_LOOKAHEAD, get_preset
 from pahs_export.signals import SIGNALS, interrupted, signal_name, termination_handlers
 
 from .datasets import SequenceClips, find_sequences
@@ -35,6 +35,7 @@ from .highfps import HighFpsClips, MixedClips
 from .shake import CONTENT_LAYOUTS, ContentClips
 from .suite import validation_sequences
 from .synth import SynthConfig, SyntheticClips, make_clip
+from .widen import widen_model
 
 # The share of training clips a --data folder gives when no weight follows it: a paired data set alone replaces
 # the synthetic clips; real footage and content folders join them.
@@ -53,7 +54,7 @@ class TrainConfig:
     lr: float = 3e-4  # initial Adam learning rate (paper: 1e-4); cosine decay to 1% over the run
     lookahead: int | None = DEFAULT_LOOKAHEAD  # backward window while training (the reference model's semantics)
     seed: int = 0  # everything random derives from this
-    init: str | None = None  # start from these weights (a checkpoint of the same preset) instead of from scratch
+    init: str | None = None  # start from these weights instead of from scratch (a narrower preset's are widened)
     # Training data beside the procedural synthetic clips: folders, each "DIR" or "DIR:WEIGHT" (the share of
     # training clips cut from it; see data_sources). Empty: synthetic clips only. A str is one folder.
     data: tuple[str, ...] = ()
@@ -345,7 +346,10 @@ def train(
         model = load_model(last_path, preset=cfg.preset).to(device)
         step = state["step"]
     elif cfg.init is not None:
-        model = load_model(cfg.init, preset=cfg.preset, bidirectional=True).to(device)
+        model = load_model(cfg.init, bidirectional=True)
+        if model.preset.name != cfg.preset:  # a narrower preset's weights start a wider one, same function
+            model = widen_model(model, get_preset(cfg.preset))
+        model = model.to(device)
     else:
         model = build_model(cfg.preset).to(device)
         # Start as the identity (restored = frame): the global residual's last layer begins at zero.

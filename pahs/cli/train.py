@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from pahs_export.checkpoint import read_metadata
 from pahs_export.presets import DEFAULT_LOOKAHEAD, DEFAULT_PRESET
 from training.datasets import LAYOUTS
 from training.evaluate import EVAL_FRAMES, EVAL_SEQUENCES, EVAL_SIZE
@@ -133,6 +134,8 @@ def train(
     state = out / "train_state.pt"
     base = load_train_state(state)["config"] if resume and state.is_file() else DEFAULTS
     cfg = replace(base, **changes)
+    if cfg.init is not None and "preset" not in changes and base is DEFAULTS:  # --init's preset unless told
+        cfg = replace(cfg, preset=read_metadata(cfg.init)["preset"])
     try:
         path = run_training(cfg, out, resume=resume, progress=not quiet, stop_after=stop_after)
     except TrainingStopped as e:  # checkpointed: not an error, but not finished either (128 + signal, as a shell)
