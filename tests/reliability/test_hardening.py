@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -399,3 +401,92 @@ def test_sigterm_while_blocked_opening_a_fifo_exits_143(tmp_path, artifact):
             proc.wait()
     assert proc.returncode == 143, err
     assert "interrupted (SIGTERM)" in err and "Traceback" not in err and "cannot open" not in err, err
+
+
+# ------------------------------------------------------------------- 10. a video cut short, whatever its container
+
+
+def timed_clip(path: Path, pts_ms: list[int], last_ms: int | None = None, codec: str = "ffv1") -> Path:
+    """A clip whose frames start at ``pts_ms`` (milliseconds; irregular: variable frame rate), each lasting
+    until the next and the last ``last_ms`` (None: the container's default), one packet per frame (an
+    intra-only codec: cutting the file after packet k leaves frames 0..k-1)."""
+    import av
+    from runtime_faults_helper import frames
+
+    with av.open(str(path), "w") as c:
+        v = c.add_stream(codec)
+        v.width, v.height, v.pix_fmt = 48, 32, "yuv420p"
+        v.time_base = v.codec_context.time_base = Fraction(1, 1000)  # pts in milliseconds
+        packets = []
+        for t, img in zip(pts_ms, frames(len(pts_ms), 48, 32), strict=True):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts, frame.time_base = t, Fraction(1, 1000)
+            packets += v.encode(frame)
+        packets += v.encode()
+        ends = [*pts_ms[1:], None]
+        for p in packets:
+            end = dict(zip(pts_ms, ends, strict=True))[p.pts]
+            duration = (end - p.pts) if end is not None else last_ms
+            if duration is not None:
+                p.duration = duration
+            c.mux(p)
+    return path
+
+
+def cut_before_frame(src: Path, dst: Path, k: int) -> Path:
+    """``src`` up to where the packet of frame ``k`` starts: frames ``k`` and later are lost."""
+    import av
+
+    with av.open(str(src)) as c:
+        positions = [p.pos for p in c.demux(video=0) if p.size]
+    dst.write_bytes(src.read_bytes()[: positions[k]])
+    return dst
+
+
+def decode_warnings(path: Path) -> tuple[int, list[str]]:
+    """The frames that decode from ``path``, and the reader's warnings."""
+    from runtime.io import open_input
+
+    with warnings.catch_warnings(record=True) as caught, open_input(path) as reader:
+        warnings.simplefilter("always")
+        count = sum(1 for _ in reader)
+    return count, [str(w.message) for w in caught]
+
+
+EVERY_24 = [round(i * 1000 / 24) for i in range(24)]
+VFR = [0, 40, 80, 200, 240, 1000, 1040, 1500, 1540, 3000]  # a slide show: gaps, then a still held 2 s
+
+
+@pytest.mark.parametrize(
+    "name, pts, last",
+    [("cfr.mkv", EVERY_24, None), ("vfr.mkv", VFR, 2000), ("vfr-default-last.mkv", VFR, None), ("vfr.webm", VFR, 2000)],
+)
+def test_a_whole_file_never_warns_even_at_a_variable_frame_rate(tmp_path, name, pts, last):
+    codec = "libvpx-vp9" if name.endswith(".webm") else "ffv1"
+    count, caught = decode_warnings(timed_clip(tmp_path / name, pts, last, codec))
+    assert count == len(pts) and caught == [], caught
+
+
+@pytest.mark.parametrize("name, pts, last, keep", [("cfr.mkv", EVERY_24, None, 22), ("vfr.mkv", VFR, 2000, 9)])
+def test_matroska_losing_two_frames_or_a_long_last_one_warns(tmp_path, name, pts, last, keep):
+    """No frame count in Matroska: the decoded end against the listed duration, beyond 1.5 frame intervals.
+    Before: losses under max(2 s, 3 frames) went unreported (2 frames at 24 fps); a lost 2-s still at the end of
+    a variable-frame-rate file must still warn."""
+    cut = cut_before_frame(timed_clip(tmp_path / name, pts, last), tmp_path / f"cut-{name}", keep)
+    count, caught = decode_warnings(cut)
+    assert count == keep, count
+    assert len(caught) == 1 and "s the container lists" in caught[0] and f"restored the {keep} frames" in caught[0]
+
+
+def test_a_24_frame_mkv_cut_in_half_warns_through_pahs_run(tmp_path, artifact):
+    """Before: 9 frames written, exit 0, no warning."""
+    src = timed_clip(tmp_path / "in.mkv", EVERY_24)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    out = tmp_path / "out.mkv"
+    result = pahs_run(cut, "-e", artifact, "-b", "onnxruntime", "-o", out, "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    written, _ = decode_warnings(out)
+    assert 0 < written < 24, written
+    lines = [line for line in result.stderr.splitlines() if line.startswith("pahs-run: warning:")]
+    assert len(lines) == 1 and f"restored the {written} frames" in lines[0], result.stderr
