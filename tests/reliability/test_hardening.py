@@ -490,3 +490,111 @@ def test_a_24_frame_mkv_cut_in_half_warns_through_pahs_run(tmp_path, artifact):
     assert 0 < written < 24, written
     lines = [line for line in result.stderr.splitlines() if line.startswith("pahs-run: warning:")]
     assert len(lines) == 1 and f"restored the {written} frames" in lines[0], result.stderr
+
+
+# ------------------------------------------------------------------- 5. a termination signal during an export
+
+EXPORT = "import sys; from pahs.cli.export import main; sys.argv[0] = 'pahs-export'; sys.exit(main())"
+STOP_SECONDS = 10.0  # how soon after a termination signal every long command must have stopped (2 cores)
+
+
+class Watched:
+    """A command in a subprocess whose stderr lines are collected as they come, so that a test can signal it
+    at a chosen point (:meth:`wait_for`) and time how soon it ends (:meth:`stop`)."""
+
+    def __init__(self, code: str, *args: str | Path, env: dict[str, str] | None = None) -> None:
+        import os
+        import threading
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code, *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stderr), daemon=True)
+        self._reader.start()
+
+    def wait_for(self, fragment: str, seconds: float = 300.0) -> None:
+        """Until a stderr line holds ``fragment`` (the command still running)."""
+        _wait_for(lambda: any(fragment in line for line in self.lines) or self.proc.poll() is not None, seconds)
+        assert self.proc.poll() is None, "".join(self.lines)
+
+    def stop(self, signum: int) -> tuple[int, float, str]:
+        """Send ``signum``; the exit status, the seconds it took to exit, and the whole stderr."""
+        import os
+        import signal
+        import time
+
+        sent = time.monotonic()
+        self.proc.send_signal(signum)
+        try:
+            self.proc.wait(timeout=600)
+        finally:
+            if self.proc.poll() is None:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        took = time.monotonic() - sent
+        self._reader.join(timeout=10)
+        return self.proc.returncode, took, "".join(self.lines)
+
+
+def hidden_leftovers(folder: Path) -> list[str]:
+    """Temporaries (``.NAME.partial-...``) anywhere under ``folder``."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if ".partial-" in p.name)
+
+
+def assert_stopped(status: int, took: float, err: str, prog: str) -> None:
+    """143 within :data:`STOP_SECONDS`, one `prog: interrupted (SIGTERM)` line, no traceback."""
+    assert status == 143, (status, err)
+    assert took < STOP_SECONDS, (took, err)
+    assert err.count(f"{prog}: interrupted (SIGTERM)") == 1 and "Traceback" not in err, err
+
+
+def test_sigterm_during_pahs_export_onnx_stops_and_removes_the_partial_folder(tmp_path):
+    """Before: killed by SIGTERM's default action (status -15), no message, a hidden partial folder left."""
+    import signal
+
+    export = Watched(EXPORT, "onnx", "-o", tmp_path / "art", env={"PAHS_CACHE": str(tmp_path / "cache")})
+    export.wait_for("exporting backward graph")
+    status, took, err = export.stop(signal.SIGTERM)
+    assert_stopped(status, took, err, "pahs-export")
+    assert list(tmp_path.glob("*art*")) == [] and hidden_leftovers(tmp_path) == [], list(tmp_path.iterdir())
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("phase", ["calibrating: FP32 loop", "quantizing forward graph"])
+def test_sigterm_during_int8_calibration_stops_within_10_s(tmp_path, phase):
+    """Before: the export ran to its end (minutes) with SIGTERM's default action, or (pahs-run) 183 s after the
+    signal. Now the calibration loop and ONNX Runtime's calibration check the flag at every step."""
+    import signal
+    import time
+
+    cache = tmp_path / "cache"
+    export = Watched(EXPORT, "onnx", "--int8", "-o", tmp_path / "art", env={"PAHS_CACHE": str(cache)})
+    export.wait_for(phase)
+    time.sleep(2)
+    status, took, err = export.stop(signal.SIGTERM)
+    assert_stopped(status, took, err, "pahs-export")
+    assert list(tmp_path.glob("*art*")) == [] and hidden_leftovers(tmp_path) == [], list(tmp_path.iterdir())
+
+
+@pytest.mark.integration
+def test_sigterm_during_a_first_use_int8_export_in_pahs_run(tmp_path):
+    """pahs-run on an empty cache exports the INT8 artifact first; SIGTERM 5 s into that export. Before: exit
+    183 s after the signal."""
+    import signal
+    import time
+
+    clip = make_clip(tmp_path / "in.mp4", n=4, width=32, height=32)
+    cache = tmp_path / "cache"
+    run = Watched(RUN, clip, "--int8", "-b", "onnxruntime", "-o", tmp_path / "out.mkv", env={"PAHS_CACHE": str(cache)})
+    run.wait_for("first use")
+    _wait_for(lambda: (cache.is_dir() and hidden_leftovers(cache) != []) or run.proc.poll() is not None)
+    time.sleep(5)  # into the export: exporting the graphs, or calibrating
+    status, took, err = run.stop(signal.SIGTERM)
+    assert_stopped(status, took, err, "pahs-run")
+    assert hidden_leftovers(tmp_path) == [] and not (tmp_path / "out.mkv").exists(), hidden_leftovers(tmp_path)
+    assert not list(cache.glob("*onnx-int8*")), list(cache.iterdir())  # (no folder at all: AtomicOutput made it)
