@@ -598,3 +598,92 @@ def test_sigterm_during_a_first_use_int8_export_in_pahs_run(tmp_path):
     assert_stopped(status, took, err, "pahs-run")
     assert hidden_leftovers(tmp_path) == [] and not (tmp_path / "out.mkv").exists(), hidden_leftovers(tmp_path)
     assert not list(cache.glob("*onnx-int8*")), list(cache.iterdir())  # (no folder at all: AtomicOutput made it)
+
+
+# ------------------------------------------------------------------- 7. a --cluster that cannot be reached
+
+CONNECT_LIMIT = 30.0  # seconds within which pahs-run must have refused an unreachable cluster, start-up included
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def silent_server():
+    """A loopback socket that accepts connections (the kernel does) and never says a word."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        yield s
+
+
+@pytest.mark.parametrize("where", ["closed", "silent"])
+def test_an_unreachable_cluster_fails_in_one_line_within_30_s(tmp_path, artifact, silent_server, where):
+    """Before: still retrying after 400 s (a closed port), and ~20 lines of Ray's C++ logs."""
+    import time
+
+    pytest.importorskip("ray")
+    port = closed_port() if where == "closed" else silent_server.getsockname()[1]
+    clip = make_clip(tmp_path / "in.mp4", n=2, width=32, height=32)
+    started = time.monotonic()
+    try:
+        result = pahs_run(clip, "-e", artifact, "-b", "onnxruntime", "-o", tmp_path / "o.mkv", "--cluster",
+                          f"127.0.0.1:{port}", timeout=int(CONNECT_LIMIT * 3))  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"pahs-run --cluster 127.0.0.1:{port} ({where}) still running after {CONNECT_LIMIT * 3:g} s")
+    took = time.monotonic() - started
+    line = one_error(result, f"--cluster 127.0.0.1:{port}", "nothing listening" if where == "closed" else "answer")
+    assert took < CONNECT_LIMIT, (took, line)
+    assert not [x for x in result.stderr.splitlines() if x.startswith("[")], result.stderr  # no Ray C++ log lines
+
+
+def test_sigterm_while_connecting_to_a_cluster_exits_143(tmp_path, artifact, silent_server):
+    """Before: SIGTERM took 37 s, with no pahs message."""
+    import signal
+
+    pytest.importorskip("ray")
+    clip = make_clip(tmp_path / "in.mp4", n=2, width=32, height=32)
+    port = silent_server.getsockname()[1]
+    run = Watched(RUN, clip, "-e", artifact, "-b", "onnxruntime", "-o", tmp_path / "o.mkv", "--cluster",
+                  f"127.0.0.1:{port}")  # fmt: skip
+    silent_server.settimeout(120)
+    connection, _ = silent_server.accept()  # pahs-run is connecting now
+    with connection:
+        status, took, err = run.stop(signal.SIGTERM)
+    assert status == 143 and took < 5, (status, took, err)
+    assert err.count("pahs-run: interrupted (SIGTERM)") == 1 and "Traceback" not in err, err
+
+
+def test_ray_init_that_never_returns_is_bounded(monkeypatch):
+    """Past the address check, ray.init itself is waited for only until the deadline (Ray's own connect retries
+    for minutes), from a thread: the main thread keeps checking for signals."""
+    import threading
+    import time
+
+    from pahs_export.errors import PahsError
+    from runtime import cluster
+
+    never = threading.Event()
+
+    class HangingRay:
+        def is_initialized(self) -> bool:
+            return False
+
+        def init(self, **kwargs) -> None:
+            never.wait(60)
+
+    monkeypatch.setattr(cluster, "CONNECT_SECONDS", 1.0)
+    monkeypatch.setattr(cluster, "probe_address", lambda host, port, deadline: None)
+    started = time.monotonic()
+    with pytest.raises(PahsError, match=r"at --cluster head:6379, found no answer from Ray within 1 s"):
+        cluster._connect(HangingRay(), cluster.ClusterOptions(address="head:6379"))
+    never.set()
+    assert time.monotonic() - started < 5
