@@ -27,6 +27,7 @@ from pahs_export.contract import ROLES, roles_for
 from pahs_export.errors import PahsError
 from pahs_export.model import PAHS
 from pahs_export.precision import Feeds
+from pahs_export.signals import check_interrupted
 from runtime.backends import Backend, BackendWrapper, StepOutputs
 from runtime.backends.torch_backend import TorchBackend
 from runtime.driver import restore_clip
@@ -102,6 +103,7 @@ class _Recorder(BackendWrapper):
         self.feeds: Feeds = {role: [] for role in roles_for(inner.bidirectional)}
 
     def run(self, role: str, *inputs: Tensor) -> StepOutputs:
+        check_interrupted()  # every step is a safe point: the FP32 loop takes a minute on 2 cores
         names = ROLES[role].inputs
         self.feeds[role].append({n: x.detach().cpu().numpy().copy() for n, x in zip(names, inputs, strict=True)})
         return self.inner.run(role, *inputs)

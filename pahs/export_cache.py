@@ -30,6 +30,7 @@ import torch
 
 from calibration.data import DEFAULT_SET, CalibrationSet
 from pahs_export.artifact import read_artifact
+from pahs_export.atomic import exclusive
 from pahs_export.cache import cache_dir
 from pahs_export.checkpoint import parse_device
 from pahs_export.contract import PRECISIONS
@@ -48,6 +49,7 @@ __all__ = ["DEFAULT_SET", "CalibrationSet", "cached_artifact", "default_artifact
 log = logging.getLogger("pahs")
 ONNX_BACKENDS = ("onnxruntime", "openvino")  # backends that run ONNX artifacts directly
 TORCH_AUTOCAST = {"fp32": None, "fp16": "fp16"}  # the torch backend's precision -> its autocast
+LOCKS = ".locks"  # the folder of the cache's lock files, one per entry being written
 
 
 def int8_target_for(backend: str) -> str:
@@ -67,8 +69,9 @@ def cached_artifact(
 
     A cached copy that no longer reads or verifies (a truncated graph, an edited manifest) is exported again,
     with a warning, instead of failing every later run. Exports are written beside the cache entry and
-    published whole (AtomicOutput), so a concurrent process never sees a torn artifact; one that happens to read
-    across the swap finds a mismatch and exports too (the same bytes: the export is deterministic).
+    published whole (AtomicOutput), so a concurrent process never sees a torn artifact; concurrent first uses
+    take turns on the entry's lock (:func:`pahs_export.atomic.exclusive`): one exports, the others wait and
+    read its export.
     """
     precision = precision or "fp32"
     if precision not in PRECISIONS:
@@ -81,29 +84,45 @@ def cached_artifact(
         calibration = DEFAULT_SET
         name += f"-{int8.target}-cal{_short_hash([calibration.describe(), asdict(int8)])}"
     path = cache_dir() / f"{name}-{source['sha256'][:12]}-torch{torch.__version__}"
-    if path.exists() or path.is_symlink():
-        problem = _cache_problem(path)
-        if problem is None:
-            return path
-        log.warning("the cached artifact %s is damaged (%s); exporting it again", path, problem)
-    model, source = resolve_model(checkpoint, None if checkpoint is not None else DEFAULT_PRESET)
-    weights = "the default weights" if source["kind"] == "default" else f"the weights {source['path']}"
-    slow = ", calibrating: about a minute" if precision == "int8" else ""
-    log.info(
-        "exporting %s (%s) to ONNX %s into %s (first use; later runs reuse it%s)",
-        weights, model.preset.name, precision, path, slow,
-    )  # fmt: skip
-    try:
-        artifact_from_model(
-            model, path, source=source, overwrite=True, precision=precision, calibration=calibration,
-            **({"int8": int8} if int8 is not None else {}),
+    if _cached(path):
+        return path
+    # One exporter at a time per entry: concurrent first uses wait for it and then read its export, rather than
+    # export the same artifact each (on the same cores) and race to publish it.
+    with exclusive(_lock(path), waiting=lambda: log.info("waiting for another process exporting %s", path)):
+        if path.exists() or path.is_symlink():
+            problem = _cache_problem(path)
+            if problem is None:
+                return path
+            log.warning("the cached artifact %s is damaged (%s); exporting it again", path, problem)
+        model, source = resolve_model(checkpoint, None if checkpoint is not None else DEFAULT_PRESET)
+        weights = "the default weights" if source["kind"] == "default" else f"the weights {source['path']}"
+        slow = ", calibrating: about a minute" if precision == "int8" else ""
+        log.info(
+            "exporting %s (%s) to ONNX %s into %s (first use; later runs reuse it%s)",
+            weights, model.preset.name, precision, path, slow,
         )  # fmt: skip
-    except (OSError, PahsError):
-        # Lost a race with another process publishing the same export (the rename, or the read-back after it,
-        # met their folder): theirs is as good, if it is whole.
-        if _cache_problem(path) is not None:
-            raise
+        try:
+            artifact_from_model(
+                model, path, source=source, overwrite=True, precision=precision, calibration=calibration,
+                **({"int8": int8} if int8 is not None else {}),
+            )  # fmt: skip
+        except (OSError, PahsError):
+            # Lost a race with a process the lock did not hold back (another machine, where the storage does
+            # not share locks) publishing the same export: theirs is as good, if it is whole.
+            if _cache_problem(path) is not None:
+                raise
     return path
+
+
+def _cached(path: Path) -> bool:
+    """Whether the cache entry ``path`` is there and whole (read without the lock: entries are published by an
+    atomic rename, so a reader sees the old entry or the new one)."""
+    return (path.exists() or path.is_symlink()) and _cache_problem(path) is None
+
+
+def _lock(path: Path) -> Path:
+    """The lock file of the cache entry ``path`` (:func:`pahs_export.atomic.exclusive`)."""
+    return path.parent / LOCKS / f"{path.name}.lock"
 
 
 def default_artifact(precision: str | None = None) -> Path:
@@ -119,13 +138,16 @@ def cached_engine(onnx_artifact: Path, precision: str) -> Path:
     path = cache_dir() / f"{onnx_artifact.name}-trt{device.tensorrt}-{gpu}-sm{device.compute_capability}.plan"
     if path.is_dir() and _cache_problem(path) is None:
         return path
-    log.info(
-        "building TensorRT %s engines from %s into %s (first use, minutes; later runs reuse them)",
-        precision,
-        onnx_artifact,
-        path,
-    )
-    return trt_artifact_from_onnx(onnx_artifact, path, BuildOptions(Profile()), overwrite=True, precision=precision)
+    with exclusive(_lock(path), waiting=lambda: log.info("waiting for another process building %s", path)):
+        if path.is_dir() and _cache_problem(path) is None:  # built while this process waited
+            return path
+        log.info(
+            "building TensorRT %s engines from %s into %s (first use, minutes; later runs reuse them)",
+            precision,
+            onnx_artifact,
+            path,
+        )
+        return trt_artifact_from_onnx(onnx_artifact, path, BuildOptions(Profile()), overwrite=True, precision=precision)
 
 
 def _cache_problem(path: Path) -> str | None:

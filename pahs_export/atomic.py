@@ -32,11 +32,14 @@ import re
 import shutil
 import socket
 import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import PahsError
-from .signals import forget_partial, register_partial
+from .signals import check_interrupted, forget_partial, register_partial
 
 PARTIAL = ".partial-"  # temporary outputs are named ".<target name>.partial-<pid>-<host>-XXXX"
 OLD = ".old-"  # an old folder moved aside while a new one is renamed in: ".<target name>.old-<pid>-<host>-XXXX"
@@ -330,3 +333,46 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+# -- one writer at a time: cache entries that concurrent processes fill ------------------------------------------
+
+LOCK_POLL_SECONDS = 0.1  # how often a process waiting for a lock looks again (and for a termination signal)
+
+
+@contextmanager
+def exclusive(lock: str | Path, waiting: Callable[[], None] | None = None) -> Iterator[bool]:
+    """Hold an exclusive lock on the file ``lock`` (created, with its folder, if missing) within the block, so
+    that processes filling the same cache entry (the first-use export, OpenVINO's compiled-model cache) take
+    turns: the first writes it, the next find it written. ``waiting`` is called once if another process holds the
+    lock; the wait polls every :data:`LOCK_POLL_SECONDS` so that a termination signal ends it
+    (:func:`~pahs_export.signals.check_interrupted`).
+
+    Locks are ``flock`` locks (released by the system when their holder dies, however it dies; NFS shares them
+    between machines on Linux). Where the lock file cannot be made (a read-only cache, no ``fcntl``), the block
+    runs unlocked (yields False) and the write itself reports the problem."""
+    try:
+        import fcntl
+
+        Path(lock).parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except (ImportError, OSError):
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting is not None:
+                waiting()
+            while True:
+                check_interrupted()
+                time.sleep(LOCK_POLL_SECONDS)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    continue
+        yield True
+    finally:
+        os.close(fd)  # releases the lock

@@ -32,6 +32,7 @@ from .precision import (
     fp16_graph_from_fp32,
     int8_graph_from_fp32,
 )
+from .signals import check_interrupted
 
 if TYPE_CHECKING:
     import onnx  # imported where a graph is made or read: importing it costs a second (ml_dtypes)
@@ -173,6 +174,7 @@ def artifact_from_model(
         io: dict[str, Any] = {}
         details: dict[str, Any] = {}
         for role in roles_for(model.bidirectional):
+            check_interrupted()  # between graphs: a termination signal stops the export, its folder removed
             if progress:
                 progress(f"exporting {role} graph")
             graphs[role] = f"{role}.onnx"
@@ -181,6 +183,7 @@ def artifact_from_model(
         calibration_info = None
         if precision == "fp16":
             for role, name in graphs.items():
+                check_interrupted()
                 if progress:
                     progress(f"converting {role} graph to fp16")
                 details[role] = fp16_graph_from_fp32(tmp / name, tmp / name, fp16)
@@ -240,6 +243,7 @@ def calibrate_roles(
         feeds = calibration.record(model, clips)
     details = {}
     for role, name in graphs.items():
+        check_interrupted()
         if progress:
             progress(f"quantizing {role} graph to int8 ({'cached ranges' if cached else options.method})")
         fp32 = folder / f"{role}.fp32.onnx"

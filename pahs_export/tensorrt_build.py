@@ -23,6 +23,7 @@ from .artifact import Artifact, read_artifact, write_manifest
 from .atomic import AtomicOutput, file_sha256
 from .contract import Geometry
 from .errors import PahsError
+from .signals import check_interrupted, interrupted
 from .tensorrt_artifact import Profile, current_device, input_shapes, manifest_for, require_tensorrt
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ def engine_from_onnx(
     config.add_optimization_profile(profile)
     config.progress_monitor = _progress_monitor(role)
     serialized = builder.build_serialized_network(network, config)
+    check_interrupted()  # a termination signal cancels the build (the monitor): say so, not "failed to build"
     if serialized is None:
         raise PahsError(f"TensorRT failed to build the {role} engine (see its log above); try --workspace larger")
     # IHostMemory implements the buffer protocol; the 11.4 stubs (made by pybind11-stubgen) do not declare it.
@@ -80,7 +82,8 @@ def engine_from_onnx(
 
 
 def _progress_monitor(role: str) -> trt.IProgressMonitor:
-    """Prints the builder's top-level phases for ``role``; never cancels the build."""
+    """Prints the builder's top-level phases for ``role``; cancels the build once a termination signal came
+    (:mod:`pahs_export.signals`), so that the command stops within a step, not at the end of a minutes-long build."""
     import tensorrt as trt
 
     class Monitor(trt.IProgressMonitor):
@@ -92,7 +95,7 @@ def _progress_monitor(role: str) -> trt.IProgressMonitor:
                 print(f"  {role}: {phase_name} ({num_steps} steps)", flush=True)
 
         def step_complete(self, phase_name: str, step: SupportsInt) -> bool:
-            return True  # never cancel
+            return interrupted() is None  # False cancels the build
 
         def phase_finish(self, phase_name: str) -> None:
             pass
@@ -141,6 +144,7 @@ def trt_artifact_from_onnx(
         cache = config.create_timing_cache(blob)
         engines, timings = {}, {}
         for role, path in art.graphs.items():
+            check_interrupted()
             started = time.monotonic()
             engine = engine_from_onnx(art.verified_bytes(role), role, art.geometry, options, cache, str(path))
             engines[role] = f"{role}.plan"

@@ -27,19 +27,25 @@ Decisions:
 - ``address``: "local" starts a private Ray on this machine for the run (no dashboard, Ray's own logs quiet,
   as many CPUs as the workers need) and stops it at the end; "auto" joins the cluster ``ray start`` runs here;
   anything else is an address (``ray://host:10001`` for Ray Client, ``host:6379`` for the head's GCS). A Ray
-  already initialised in this process (a notebook, tests) is used as it is and left running.
+  already initialised in this process (a notebook, tests) is used as it is and left running. An address is
+  reached within :data:`CONNECT_SECONDS` or refused in one line (:func:`_join`: a socket check first, then
+  ``ray.init`` waited for in a thread), and a termination signal stops the connect too.
 - A termination signal stops the driver at its next poll (:data:`POLL_SECONDS`): the workers are killed and the
   temporaries of the jobs they were running removed, so nothing partial is left; finished outputs stay.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import select
 import shutil
 import signal
+import socket
 import sys
 import threading
+import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -57,6 +63,10 @@ from .jobs import Job, JobResult
 
 MAX_ATTEMPTS = 3  # runs of one job, the first included, before a job whose workers keep dying is reported failed
 POLL_SECONDS = 0.5  # how often the driver checks for a termination signal while it waits for the workers
+CONNECT_SECONDS = 30.0  # an address is reached (checked, then ray.init) within this, or refused in one line
+HANDSHAKE_SECONDS = 10.0  # how long a server that accepted the connection may take to answer HTTP/2's greeting
+SIGNAL_POLL_SECONDS = 0.2  # how often the address check looks for a termination signal
+QUIET_RAY = {"logging_level": logging.ERROR, "log_to_driver": True}  # ray.init: no INFO lines of Ray's own
 INSTALL = 'pip install -e ".[cluster]"'  # how to get Ray (from a source checkout; pip install "pahs[cluster]")
 # TEST-ONLY hook, set by tests/runtime/test_cluster.py and read here (_test_exit) only: PAHS_TEST_WORKER_EXIT=
 # MARKER:NAME makes the worker that restores the job NAME (its name, or that name's last part) exit abruptly
@@ -112,28 +122,151 @@ def check_cluster_options(options: ClusterOptions) -> None:
 
 
 def _connect(ray: Any, options: ClusterOptions) -> bool:
-    """Initialise Ray for ``options.address``; True when this call started it (and must shut it down)."""
+    """Initialise Ray for ``options.address``; True when this call started it (and must shut it down). An
+    address is reached within :data:`CONNECT_SECONDS` or refused in one line (:func:`_join`)."""
     if ray.is_initialized():
         return False
-    quiet = {"logging_level": logging.ERROR, "log_to_driver": True}
     address = options.address
+    if address != "local":
+        _join(ray, address)
+        return True
     handlers = _signal_handlers()
     try:
-        if address == "local":
-            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-            need = (options.workers or 1) * int(options.cpus_per_worker or 1)
-            ray.init(address="local", num_cpus=max(cpus, need), include_dashboard=False, **quiet)
-        else:
-            ray.init(address=address, **quiet)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        need = (options.workers or 1) * int(options.cpus_per_worker or 1)
+        ray.init(address="local", num_cpus=max(cpus, need), include_dashboard=False, **QUIET_RAY)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
-        hint = "start one with `ray start --head`" if address == "auto" else "check the address"
-        raise PahsError(
-            f"expected a Ray cluster at --cluster {address}, found none ({one_line(e)}); {hint}, or use "
-            "--cluster local to start one here"
-        ) from None
+        raise _no_cluster(address, one_line(e)) from None
     finally:
         _restore_signal_handlers(handlers)
     return True
+
+
+def _no_cluster(address: str | None, found: str) -> PahsError:
+    hint = "start one with `ray start --head`" if address == "auto" else "check the address"
+    return PahsError(
+        f"expected a Ray cluster at --cluster {address}, found {found}; {hint}, or use --cluster local to start "
+        "one here"
+    )
+
+
+# -- reaching a cluster: bounded, quiet, and a termination signal stops it -----------------------------------------
+
+
+def _join(ray: Any, address: str) -> None:
+    """Connect to the cluster at ``address`` ("auto" or an address) within :data:`CONNECT_SECONDS`, or raise a
+    one-line :class:`PahsError`. Ray's own connect retries for minutes against an address where nothing answers,
+    printing its core library's log lines, and a signal waits for it: so the address is first tried with a plain
+    socket (:func:`probe_address`: nothing listening fails at once, a socket that never answers within
+    :data:`HANDSHAKE_SECONDS`), then ``ray.init`` runs in a thread that the main thread waits for, checking for
+    termination signals, until the deadline. Ray's core library logs only errors while it connects."""
+    deadline = time.monotonic() + CONNECT_SECONDS
+    host, port = _bootstrap(address)
+    problem = probe_address(host, port, deadline)
+    if problem is not None:
+        raise _no_cluster(address, problem)
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # not the warnings of every retry
+    outcome: dict[str, BaseException] = {}
+
+    def init() -> None:
+        try:
+            logging.getLogger("ray").setLevel(logging.ERROR)  # not "SIGTERM handler is not set" (our thread)
+            ray.init(address=address, **QUIET_RAY)
+        except BaseException as e:  # handed to the main thread
+            outcome["error"] = e
+
+    connecting = threading.Thread(target=init, name="pahs-ray-connect", daemon=True)
+    connecting.start()
+    while connecting.is_alive():
+        connecting.join(POLL_SECONDS)
+        check_interrupted()
+        if connecting.is_alive() and time.monotonic() > deadline:
+            # The thread is left inside ray.init (it cannot be stopped); the process is about to end.
+            raise _no_cluster(address, f"no answer from Ray within {CONNECT_SECONDS:g} s")
+    error = outcome.get("error")
+    if isinstance(error, (ConnectionError, RuntimeError, ValueError, TimeoutError)):
+        raise _no_cluster(address, one_line(error)) from None
+    if error is not None:
+        raise error
+
+
+def _bootstrap(address: str) -> tuple[str, int]:
+    """The host and port that ``address`` names (``ray://host:port``, ``host:port``, ``[v6]:port``; "auto": the
+    cluster ``ray start`` recorded on this machine), or a one-line error."""
+    target = address
+    if address == "auto":
+        try:
+            from ray._private.services import canonicalize_bootstrap_address  # Ray's own reading of "auto"
+
+            target = canonicalize_bootstrap_address("auto") or ""
+        except (ConnectionError, ImportError, ValueError) as e:
+            raise _no_cluster(address, one_line(e) if not isinstance(e, ImportError) else "none") from None
+    host, _, port = target.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise PahsError(
+            f"expected --cluster local, auto, or an address HOST:PORT (ray://HOST:PORT for Ray Client), found "
+            f"{address!r}; check the address"
+        )
+    return host, int(port)
+
+
+HTTP2_GREETING = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # preface, SETTINGS
+SETTINGS_FRAME = 4  # the HTTP/2 frame type a gRPC server answers the greeting with
+
+
+def probe_address(host: str, port: int, deadline: float) -> str | None:
+    """None when something at ``host:port`` answers as a Ray cluster does (Ray's GCS and its Ray Client server
+    are gRPC servers: they answer HTTP/2's greeting with a SETTINGS frame); else what was found, for a one-line
+    error. Gives up at ``deadline`` (``time.monotonic()``), and after :data:`HANDSHAKE_SECONDS` without an
+    answer; a termination signal stops it within :data:`SIGNAL_POLL_SECONDS` (:class:`runtime.io.Interrupted`).
+    With ``RAY_USE_TLS`` set, only the connection is tried (the greeting would need TLS)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as e:
+        return f"no such host ({one_line(e)})"
+    family, kind, proto, _, where = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setblocking(False)
+        error = sock.connect_ex(where)
+        if error not in (0, errno.EINPROGRESS):
+            return f"nothing listening there ({os.strerror(error).lower()})"
+        if not _wait_socket(sock, deadline, write=True):
+            return f"no answer to a connection within {CONNECT_SECONDS:g} s"
+        error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error:
+            return f"nothing listening there ({os.strerror(error).lower()})"
+        if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+            return None
+        sock.sendall(HTTP2_GREETING)
+        answer = b""
+        until = min(deadline, time.monotonic() + HANDSHAKE_SECONDS)
+        while len(answer) < 9:
+            if not _wait_socket(sock, until, write=False):
+                return f"a server that accepted the connection but did not answer within {HANDSHAKE_SECONDS:g} s"
+            try:
+                chunk = sock.recv(64)
+            except OSError as e:
+                return f"a server that dropped the connection ({one_line(e)})"
+            if not chunk:
+                return "a server that closed the connection without answering as Ray does"
+            answer += chunk
+    if answer[3] != SETTINGS_FRAME:
+        return "a server that does not speak Ray's protocol (gRPC)"
+    return None
+
+
+def _wait_socket(sock: socket.socket, until: float, write: bool) -> bool:
+    """Wait until ``sock`` is writable (``write``) or readable, checking for termination signals; False at
+    ``until``."""
+    while True:
+        check_interrupted()
+        left = until - time.monotonic()
+        if left <= 0:
+            return False
+        ready = select.select([] if write else [sock], [sock] if write else [], [], min(left, SIGNAL_POLL_SECONDS))
+        if ready[0] or ready[1]:
+            return True
 
 
 def _signal_handlers() -> dict[int, Any]:

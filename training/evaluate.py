@@ -18,6 +18,7 @@ import torch
 from pahs_export.errors import PahsError
 from pahs_export.model import PAHS, pad_to_multiple
 from pahs_export.presets import DEFAULT_LOOKAHEAD
+from pahs_export.signals import check_interrupted
 
 from .datasets import find_sequences, read_frame
 from .highfps import heldout_sequences
@@ -196,6 +197,7 @@ def evaluate(
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
     for name, blurry, sharp in sequences:
+        check_interrupted()  # between sequences: a termination signal stops `pahs-eval` (pahs_export.signals)
         restored = restore_sequence(model, blurry, lookahead)
         report.sequences.append(score_sequence(name, blurry, restored, sharp))
         if folder is not None:

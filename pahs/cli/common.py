@@ -56,7 +56,7 @@ from pahs_export.atomic import DISK_ERRNOS
 from pahs_export.contract import PRECISIONS
 from pahs_export.errors import PahsError
 from pahs_export.presets import DEFAULT_PRESET, PRESETS
-from pahs_export.signals import signal_name
+from pahs_export.signals import signal_name, termination_handlers
 
 DEBUG_HELP = "Show the full traceback of errors."
 QUIET_HELP = "No progress bars or messages on stderr; results and errors still print."
@@ -297,7 +297,9 @@ def entry_point(app: typer.Typer, prog_name: str) -> Main:
     ``prog: error: ...`` and gives 2 (the traceback with --debug); a usage error (unknown option, missing
     argument, bad value) prints ``prog: error: <click's message>; see 'prog --help'`` and gives click's status
     (2); an interrupt prints ``prog: interrupted (SIGINT)`` and gives 128 + the signal's number (130 for Ctrl-C;
-    an exception carrying ``signum``, such as ``runtime.io.Interrupted``, names its signal); a disk error nobody
+    an exception carrying ``signum``, such as ``runtime.io.Interrupted``, names its signal: every command runs
+    within :func:`~pahs_export.signals.termination_handlers`, so a termination signal stops it at its next safe
+    point, as in `pahs-run`, rather than killing it with its outputs half-written); a disk error nobody
     turned into a PahsError (full, read-only, no permission) is one line too, and 2. With the completion
     variable set (``_PAHS_RUN_COMPLETE`` for pahs-run), it answers the completion request instead.
 
@@ -314,7 +316,9 @@ def entry_point(app: typer.Typer, prog_name: str) -> Main:
                 _plain_help(command)
             if os.environ.get(completion_var(prog_name)):
                 return _complete(command, prog_name, args)
-            with command.make_context(prog_name, args) as ctx:
+            # One signal handling for every command: SIGINT, SIGTERM and SIGHUP set a flag that long work checks
+            # at safe points (pahs_export.signals), which then ends in `interrupted (SIGTERM)` and 128 + signum.
+            with termination_handlers(), command.make_context(prog_name, args) as ctx:
                 status = command.invoke(ctx)
         except PahsError as e:
             if debug:

@@ -2,7 +2,9 @@
 
 OpenVINO reads our ONNX graphs as they are (``Core.read_model``); each graph is compiled once per input
 shape (static shapes compile to faster CPU code than dynamic ones) and kept, and compiled blobs are cached on
-disk under ``$PAHS_CACHE/openvino`` so that a second process skips compilation.
+disk under ``$PAHS_CACHE/openvino`` so that a second process skips compilation. Processes that compile the
+same model at once take turns (a lock file per model, :func:`pahs_export.atomic.exclusive`): OpenVINO writes
+its blobs in place, and a process reading one being written died of SIGBUS.
 
 Precision: OpenVINO runs f32 graphs in bf16 on CPUs that have it unless told otherwise, which breaks FP32
 parity, so FP32 and FP16 artifacts are compiled with ``INFERENCE_PRECISION_HINT=f32`` (FP16 graphs keep their
@@ -15,6 +17,8 @@ CPU-target graph reached 53.1 dB and lost 0.03 dB (experiments/openvino_precisio
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ import torch
 from torch import Tensor
 
 from pahs_export.artifact import Artifact, check_graph_io
+from pahs_export.atomic import exclusive
 from pahs_export.cache import cache_dir
 from pahs_export.contract import ROLES
 from pahs_export.errors import PahsError
@@ -30,6 +35,7 @@ from pahs_export.errors import PahsError
 from .base import Backend, StepOutputs
 
 INSTALL_HINT = "install it with pip install openvino (or the project's 'openvino' extra)"
+LOCKS = "locks"  # lock files of the compiled-model cache, one per model (see OpenVINOBackend._request)
 
 
 class OpenVINOBackend(Backend):
@@ -51,7 +57,8 @@ class OpenVINOBackend(Backend):
                 "--int8-target cpu`"
             )
         self.core = ov.Core()
-        self.core.set_property({"CACHE_DIR": str(cache_dir() / "openvino")})
+        self._cache = cache_dir() / "openvino"
+        self.core.set_property({"CACHE_DIR": str(self._cache)})
         self.config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
         if artifact.precision != "int8":
             self.config["INFERENCE_PRECISION_HINT"] = "f32"
@@ -89,9 +96,23 @@ class OpenVINOBackend(Backend):
         if request is None:
             model = self.models[role].clone()
             model.reshape(dict(zip(ROLES[role].inputs, shapes, strict=True)))
-            request = self.core.compile_model(model, "CPU", self.config).create_infer_request()
+            # OpenVINO writes its cache blob in place: two processes compiling the same model at once tore it
+            # (SIGBUS reading a blob being written, "cannot set permissions" on it). One compiles into the cache
+            # at a time per model; the others wait, then load the blob it wrote.
+            with exclusive(self._cache / LOCKS / f"{self._cache_key(role, shapes)}.lock"):
+                compiled = self.core.compile_model(model, "CPU", self.config)
+            request = compiled.create_infer_request()
             self._requests[key] = request
         return request
+
+    def _cache_key(self, role: str, shapes: tuple[tuple[int, ...], ...]) -> str:
+        """What OpenVINO's cache entry of a compiled model depends on: the graph's bytes (their sha256 in the
+        manifest), the input shapes, the configuration and OpenVINO's version."""
+        import openvino as ov
+
+        graph = self.artifact.manifest.sha256[self.artifact.manifest.files[role]]
+        what = [graph, shapes, sorted(self.config.items()), ov.get_version()]
+        return hashlib.sha256(json.dumps(what, default=str).encode()).hexdigest()[:32]
 
     def run(self, role: str, *inputs: Tensor) -> StepOutputs:
         arrays = [np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32) for x in inputs]

@@ -17,6 +17,7 @@ from typing import TypeVar
 import torch
 
 from pahs_export.info import model_info
+from pahs_export.signals import check_interrupted
 
 from ..backends import Backend, BackendWrapper, StepOutputs
 from ..driver import restore_stream
@@ -86,6 +87,7 @@ class TimedBackend(BackendWrapper):
         self.calls: dict[str, int] = defaultdict(int)
 
     def run(self, role: str, *inputs: torch.Tensor) -> StepOutputs:
+        check_interrupted()  # a safe point for a termination signal, outside the timed part
         t = time.perf_counter()
         out = self.inner.run(role, *inputs)
         if self.device.type == "cuda":

@@ -26,8 +26,10 @@ Decisions:
 - Damaged input: restore what decodes and warn. A packet that fails to decode is skipped, frames FFmpeg
   decodes with concealed damage are kept, and reading stops at a demuxer error (a network read that times out
   is one); after a full pass one warning (``warnings.warn``, also in ``FrameReader.warnings``) says what was
-  lost: skipped packets, damaged frames, fewer frames than the container lists (mp4, mov) or an early end
-  against the duration it lists (Matroska, MPEG-TS). ``info.frames`` then holds the count that decoded.
+  lost: skipped packets, damaged frames, fewer frames than the container lists (mp4, mov) or, where it lists
+  no count (Matroska, MPEG-TS), a last frame that ends more than 1.5 frame intervals before the end it lists
+  (:class:`_End`: the last frame's own duration counts, so a variable-frame-rate file is not reported).
+  ``info.frames`` then holds the count that decoded.
   Losses the demuxer skips silently (a damaged Matroska cluster in mid-file) go unreported. A file with no
   decodable frame, or a frame size that changes mid-stream, is a :class:`PahsError`.
 """
@@ -84,6 +86,37 @@ class Frame:
     image: np.ndarray  # float32 [H, W, 3], RGB, in [0, 1]
     pts: int | None  # presentation timestamp in info.time_base units (None for folders)
     name: str | None  # source file name for frame folders, else None
+
+
+SHORT_FRAMES = 1.5  # frame intervals a decoded video may end before the end its container lists, unreported
+
+
+class _End:
+    """Where the frames decoded so far end: the last one's pts and duration (in time base units), and the pts
+    before it."""
+
+    def __init__(self) -> None:
+        self.pts: int | None = None
+        self.duration = 0
+        self.previous: int | None = None
+
+    def add(self, pts: int | None, duration: int | None) -> None:
+        if pts is not None:
+            self.previous, self.pts, self.duration = self.pts, pts, duration or 0
+
+    def short_of(self, listed: float | None, time_base: Any, rate: Any) -> float | None:
+        """Where decoding ended in seconds, if it ended more than :data:`SHORT_FRAMES` frame intervals (at the
+        average ``rate``) before ``listed``, the end the container lists; else None.
+
+        The last frame lasts its own duration where the file stores it (a variable-frame-rate file's long last
+        frame included); where it does not, the longer of one frame interval and the gap before it."""
+        if not (listed and time_base and rate) or self.pts is None:
+            return None
+        interval = 1 / float(rate)
+        gap = float((self.pts - self.previous) * time_base) if self.previous is not None else 0.0
+        last = float(self.duration * time_base) if self.duration > 0 else max(interval, gap)
+        end = float(self.pts * time_base) + last
+        return end if listed - end > SHORT_FRAMES * interval else None
 
 
 def source_kind(source: str | Path) -> Literal["stdin", "url", "path"]:
@@ -315,7 +348,7 @@ class FrameReader:
             )
         self._first = first
         stream, streams = self._stream, self._container.streams  # a damaged file may have been opened again
-        self._expected = self._listed_seconds(stream)
+        self._expected = self._listed_end(stream)
         self._orientation = _frame_orientation(first, dict(stream.metadata))
         depth = max(c.bits for c in first.format.components)
         self._fmt = "rgb48le" if depth > 8 else "rgb24"
@@ -363,11 +396,12 @@ class FrameReader:
         )
 
     @staticmethod
-    def _listed_seconds(stream: Any) -> float | None:
-        """The video stream's duration in seconds as the container lists it (mp4, ts: a field; Matroska: a
-        DURATION tag), or None."""
+    def _listed_end(stream: Any) -> float | None:
+        """Where the video stream ends, in seconds on its own clock (a frame at pts p is at p x time base), as
+        the container lists it (mp4, ts: a start and a duration; Matroska: a DURATION tag, the end of its last
+        frame), or None."""
         if stream.duration and stream.time_base:
-            return float(stream.duration * stream.time_base)
+            return float((stream.duration + (stream.start_time or 0)) * stream.time_base)
         m = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", stream.metadata.get("DURATION", ""))
         return int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3]) if m else None
 
@@ -381,7 +415,7 @@ class FrameReader:
         rest follow. Undamaged files are decoded once, threaded."""
         import av
 
-        delivered, last_pts, first_pts = 0, None, None
+        delivered, last = 0, _End()
         while True:
             threaded = self._threaded
             skip = delivered  # frames the threaded pass delivered, when this is the single-threaded retry
@@ -400,7 +434,7 @@ class FrameReader:
                         self._stop_reason = f"reading stopped: {self._why(e)}"
                         packet = None
                     if packet is None:
-                        retry = threaded and self._short(delivered, first_pts, last_pts)
+                        retry = threaded and self._short(delivered, last)
                         frames = [] if retry else self._flush()
                     else:
                         try:
@@ -413,12 +447,12 @@ class FrameReader:
                             self._skip_reason = self._skip_reason or self._why(e)
                             continue
                 for f in frames:
-                    if skip and (f.pts is None or last_pts is None or f.pts <= last_pts):
+                    if skip and (f.pts is None or last.pts is None or f.pts <= last.pts):
                         skip -= 1  # delivered by the threaded pass already
                         continue
                     skip = 0
-                    delivered, last_pts = delivered + 1, f.pts if f.pts is not None else last_pts
-                    first_pts = f.pts if first_pts is None else first_pts
+                    delivered += 1
+                    last.add(f.pts, f.duration)
                     yield f
                 if packet is None:
                     break
@@ -435,17 +469,13 @@ class FrameReader:
         except (av.error.FFmpegError, ValueError):
             return []
 
-    def _short(self, decoded: int, first_pts: int | None, last_pts: int | None) -> bool:
-        """Whether ``decoded`` frames fall short of what the container lists (count, or duration)."""
-        listed = self._stream.frames
-        if listed:
-            return decoded < listed
-        expected, tb = self._listed_seconds(self._stream), self._stream.time_base
+    def _short(self, decoded: int, last: _End) -> bool:
+        """Whether ``decoded`` frames, the last of them ``last``, fall short of what the container lists (a
+        frame count, or where the stream ends)."""
+        if self._stream.frames:
+            return decoded < self._stream.frames
         rate = self._stream.average_rate or self._stream.guessed_rate
-        if not (expected and tb and rate) or first_pts is None or last_pts is None:
-            return False
-        span = float((last_pts - first_pts) * tb + 1 / rate)
-        return expected - span > max(2.0, 3 / float(rate))
+        return last.short_of(self._listed_end(self._stream), self._stream.time_base, rate) is not None
 
     def _reopen_single_threaded(self) -> bool:
         """Open the file again for a single-threaded pass; False if it was closed meanwhile or cannot be."""
@@ -468,7 +498,7 @@ class FrameReader:
         return True
 
     def _iter_video(self) -> Iterator[Frame]:
-        index, first_pts, last_pts = 0, None, None
+        index, last = 0, _End()
         frame, arr = self._first, self._first_array
         while frame is not None:
             if arr is None:
@@ -477,14 +507,14 @@ class FrameReader:
             self._corrupt += frame.is_corrupt
             pts = frame.pts
             if pts is None and self._pts_step:  # raw streams (.h264) carry no timestamps: one frame apart
-                pts = 0 if last_pts is None else last_pts + self._pts_step
+                pts = 0 if last.pts is None else last.pts + self._pts_step
             yield Frame(index, _to_float(arr), pts, None)
-            first_pts = pts if index == 0 else first_pts
-            last_pts, index, arr = pts, index + 1, None
+            last.add(pts, frame.duration)
+            index, arr = index + 1, None
             frame = next(self._frames, None)
-        self._finish(index, first_pts, last_pts)
+        self._finish(index, last)
 
-    def _finish(self, decoded: int, first_pts: int | None, last_pts: int | None) -> None:
+    def _finish(self, decoded: int, last: _End) -> None:
         """Record what a damaged file lost, and the decoded frame count."""
         if self._container is None:  # closed early on purpose: nothing to report
             return
@@ -495,15 +525,13 @@ class FrameReader:
             lost.append(f"{self._corrupt} frames decoded with damage")
         if self._stop_reason:
             lost.append(self._stop_reason)
-        fps, tb = self.info.fps, self.info.time_base
         if self.info.frames:
             if decoded < self.info.frames:
                 lost.append(f"the container lists {self.info.frames} frames but {decoded} decode")
-        elif self._expected and fps and tb and first_pts is not None and last_pts is not None:
-            # No frame count (Matroska, MPEG-TS): compare durations, with room for a long last frame (VFR).
-            span = float((last_pts - first_pts) * tb + 1 / fps)
-            if self._expected - span > max(2.0, 3 / fps):
-                lost.append(f"decoding ended {span:.2f} s into the {self._expected:.2f} s the container lists")
+        else:  # no frame count (Matroska, MPEG-TS): where the last frame ends against where the container says
+            end = last.short_of(self._expected, self.info.time_base, self.info.fps)
+            if end is not None:
+                lost.append(f"decoding ended {end:.2f} s into the {self._expected:.2f} s the container lists")
         if lost:
             label = self.path.name if self.path is not None else self.name
             why = "the stream is damaged or was cut short" if self._is_stream else "the file is damaged"

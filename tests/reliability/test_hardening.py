@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -399,3 +401,357 @@ def test_sigterm_while_blocked_opening_a_fifo_exits_143(tmp_path, artifact):
             proc.wait()
     assert proc.returncode == 143, err
     assert "interrupted (SIGTERM)" in err and "Traceback" not in err and "cannot open" not in err, err
+
+
+# ------------------------------------------------------------------- 10. a video cut short, whatever its container
+
+
+def timed_clip(path: Path, pts_ms: list[int], last_ms: int | None = None, codec: str = "ffv1") -> Path:
+    """A clip whose frames start at ``pts_ms`` (milliseconds; irregular: variable frame rate), each lasting
+    until the next and the last ``last_ms`` (None: the container's default), one packet per frame (an
+    intra-only codec: cutting the file after packet k leaves frames 0..k-1)."""
+    import av
+    from runtime_faults_helper import frames
+
+    with av.open(str(path), "w") as c:
+        v = c.add_stream(codec)
+        v.width, v.height, v.pix_fmt = 48, 32, "yuv420p"
+        v.time_base = v.codec_context.time_base = Fraction(1, 1000)  # pts in milliseconds
+        packets = []
+        for t, img in zip(pts_ms, frames(len(pts_ms), 48, 32), strict=True):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts, frame.time_base = t, Fraction(1, 1000)
+            packets += v.encode(frame)
+        packets += v.encode()
+        ends = [*pts_ms[1:], None]
+        for p in packets:
+            end = dict(zip(pts_ms, ends, strict=True))[p.pts]
+            duration = (end - p.pts) if end is not None else last_ms
+            if duration is not None:
+                p.duration = duration
+            c.mux(p)
+    return path
+
+
+def cut_before_frame(src: Path, dst: Path, k: int) -> Path:
+    """``src`` up to where the packet of frame ``k`` starts: frames ``k`` and later are lost."""
+    import av
+
+    with av.open(str(src)) as c:
+        positions = [p.pos for p in c.demux(video=0) if p.size]
+    dst.write_bytes(src.read_bytes()[: positions[k]])
+    return dst
+
+
+def decode_warnings(path: Path) -> tuple[int, list[str]]:
+    """The frames that decode from ``path``, and the reader's warnings."""
+    from runtime.io import open_input
+
+    with warnings.catch_warnings(record=True) as caught, open_input(path) as reader:
+        warnings.simplefilter("always")
+        count = sum(1 for _ in reader)
+    return count, [str(w.message) for w in caught]
+
+
+EVERY_24 = [round(i * 1000 / 24) for i in range(24)]
+VFR = [0, 40, 80, 200, 240, 1000, 1040, 1500, 1540, 3000]  # a slide show: gaps, then a still held 2 s
+
+
+@pytest.mark.parametrize(
+    "name, pts, last",
+    [("cfr.mkv", EVERY_24, None), ("vfr.mkv", VFR, 2000), ("vfr-default-last.mkv", VFR, None), ("vfr.webm", VFR, 2000)],
+)
+def test_a_whole_file_never_warns_even_at_a_variable_frame_rate(tmp_path, name, pts, last):
+    codec = "libvpx-vp9" if name.endswith(".webm") else "ffv1"
+    count, caught = decode_warnings(timed_clip(tmp_path / name, pts, last, codec))
+    assert count == len(pts) and caught == [], caught
+
+
+@pytest.mark.parametrize("name, pts, last, keep", [("cfr.mkv", EVERY_24, None, 22), ("vfr.mkv", VFR, 2000, 9)])
+def test_matroska_losing_two_frames_or_a_long_last_one_warns(tmp_path, name, pts, last, keep):
+    """No frame count in Matroska: the decoded end against the listed duration, beyond 1.5 frame intervals.
+    Before: losses under max(2 s, 3 frames) went unreported (2 frames at 24 fps); a lost 2-s still at the end of
+    a variable-frame-rate file must still warn."""
+    cut = cut_before_frame(timed_clip(tmp_path / name, pts, last), tmp_path / f"cut-{name}", keep)
+    count, caught = decode_warnings(cut)
+    assert count == keep, count
+    assert len(caught) == 1 and "s the container lists" in caught[0] and f"restored the {keep} frames" in caught[0]
+
+
+def test_a_24_frame_mkv_cut_in_half_warns_through_pahs_run(tmp_path, artifact):
+    """Before: 9 frames written, exit 0, no warning."""
+    src = timed_clip(tmp_path / "in.mkv", EVERY_24)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    out = tmp_path / "out.mkv"
+    result = pahs_run(cut, "-e", artifact, "-b", "onnxruntime", "-o", out, "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    written, _ = decode_warnings(out)
+    assert 0 < written < 24, written
+    lines = [line for line in result.stderr.splitlines() if line.startswith("pahs-run: warning:")]
+    assert len(lines) == 1 and f"restored the {written} frames" in lines[0], result.stderr
+
+
+# ------------------------------------------------------------------- 5. a termination signal during an export
+
+EXPORT = "import sys; from pahs.cli.export import main; sys.argv[0] = 'pahs-export'; sys.exit(main())"
+STOP_SECONDS = 10.0  # how soon after a termination signal every long command must have stopped (2 cores)
+
+
+class Watched:
+    """A command in a subprocess whose stderr lines are collected as they come, so that a test can signal it
+    at a chosen point (:meth:`wait_for`) and time how soon it ends (:meth:`stop`)."""
+
+    def __init__(self, code: str, *args: str | Path, env: dict[str, str] | None = None) -> None:
+        import os
+        import threading
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code, *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stderr), daemon=True)
+        self._reader.start()
+
+    def wait_for(self, fragment: str, seconds: float = 300.0) -> None:
+        """Until a stderr line holds ``fragment`` (the command still running)."""
+        _wait_for(lambda: any(fragment in line for line in self.lines) or self.proc.poll() is not None, seconds)
+        assert self.proc.poll() is None, "".join(self.lines)
+
+    def stop(self, signum: int) -> tuple[int, float, str]:
+        """Send ``signum``; the exit status, the seconds it took to exit, and the whole stderr."""
+        import os
+        import signal
+        import time
+
+        sent = time.monotonic()
+        self.proc.send_signal(signum)
+        try:
+            self.proc.wait(timeout=600)
+        finally:
+            if self.proc.poll() is None:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        took = time.monotonic() - sent
+        self._reader.join(timeout=10)
+        return self.proc.returncode, took, "".join(self.lines)
+
+
+def hidden_leftovers(folder: Path) -> list[str]:
+    """Temporaries (``.NAME.partial-...``) anywhere under ``folder``."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if ".partial-" in p.name)
+
+
+def assert_stopped(status: int, took: float, err: str, prog: str) -> None:
+    """143 within :data:`STOP_SECONDS`, one `prog: interrupted (SIGTERM)` line, no traceback."""
+    assert status == 143, (status, err)
+    assert took < STOP_SECONDS, (took, err)
+    assert err.count(f"{prog}: interrupted (SIGTERM)") == 1 and "Traceback" not in err, err
+
+
+def test_sigterm_during_pahs_export_onnx_stops_and_removes_the_partial_folder(tmp_path):
+    """Before: killed by SIGTERM's default action (status -15), no message, a hidden partial folder left."""
+    import signal
+
+    export = Watched(EXPORT, "onnx", "-o", tmp_path / "art", env={"PAHS_CACHE": str(tmp_path / "cache")})
+    export.wait_for("exporting backward graph")
+    status, took, err = export.stop(signal.SIGTERM)
+    assert_stopped(status, took, err, "pahs-export")
+    assert list(tmp_path.glob("*art*")) == [] and hidden_leftovers(tmp_path) == [], list(tmp_path.iterdir())
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("phase", ["calibrating: FP32 loop", "quantizing forward graph"])
+def test_sigterm_during_int8_calibration_stops_within_10_s(tmp_path, phase):
+    """Before: the export ran to its end (minutes) with SIGTERM's default action, or (pahs-run) 183 s after the
+    signal. Now the calibration loop and ONNX Runtime's calibration check the flag at every step."""
+    import signal
+    import time
+
+    cache = tmp_path / "cache"
+    export = Watched(EXPORT, "onnx", "--int8", "-o", tmp_path / "art", env={"PAHS_CACHE": str(cache)})
+    export.wait_for(phase)
+    time.sleep(2)
+    status, took, err = export.stop(signal.SIGTERM)
+    assert_stopped(status, took, err, "pahs-export")
+    assert list(tmp_path.glob("*art*")) == [] and hidden_leftovers(tmp_path) == [], list(tmp_path.iterdir())
+
+
+@pytest.mark.integration
+def test_sigterm_during_a_first_use_int8_export_in_pahs_run(tmp_path):
+    """pahs-run on an empty cache exports the INT8 artifact first; SIGTERM 5 s into that export. Before: exit
+    183 s after the signal."""
+    import signal
+    import time
+
+    clip = make_clip(tmp_path / "in.mp4", n=4, width=32, height=32)
+    cache = tmp_path / "cache"
+    run = Watched(RUN, clip, "--int8", "-b", "onnxruntime", "-o", tmp_path / "out.mkv", env={"PAHS_CACHE": str(cache)})
+    run.wait_for("first use")
+    _wait_for(lambda: (cache.is_dir() and hidden_leftovers(cache) != []) or run.proc.poll() is not None)
+    time.sleep(5)  # into the export: exporting the graphs, or calibrating
+    status, took, err = run.stop(signal.SIGTERM)
+    assert_stopped(status, took, err, "pahs-run")
+    assert hidden_leftovers(tmp_path) == [] and not (tmp_path / "out.mkv").exists(), hidden_leftovers(tmp_path)
+    assert not list(cache.glob("*onnx-int8*")), list(cache.iterdir())  # (no folder at all: AtomicOutput made it)
+
+
+# ------------------------------------------------------------------- 7. a --cluster that cannot be reached
+
+CONNECT_LIMIT = 30.0  # seconds within which pahs-run must have refused an unreachable cluster, start-up included
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def silent_server():
+    """A loopback socket that accepts connections (the kernel does) and never says a word."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        yield s
+
+
+@pytest.mark.parametrize("where", ["closed", "silent"])
+def test_an_unreachable_cluster_fails_in_one_line_within_30_s(tmp_path, artifact, silent_server, where):
+    """Before: still retrying after 400 s (a closed port), and ~20 lines of Ray's C++ logs."""
+    import time
+
+    pytest.importorskip("ray")
+    port = closed_port() if where == "closed" else silent_server.getsockname()[1]
+    clip = make_clip(tmp_path / "in.mp4", n=2, width=32, height=32)
+    started = time.monotonic()
+    try:
+        result = pahs_run(clip, "-e", artifact, "-b", "onnxruntime", "-o", tmp_path / "o.mkv", "--cluster",
+                          f"127.0.0.1:{port}", timeout=int(CONNECT_LIMIT * 3))  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"pahs-run --cluster 127.0.0.1:{port} ({where}) still running after {CONNECT_LIMIT * 3:g} s")
+    took = time.monotonic() - started
+    line = one_error(result, f"--cluster 127.0.0.1:{port}", "nothing listening" if where == "closed" else "answer")
+    assert took < CONNECT_LIMIT, (took, line)
+    assert not [x for x in result.stderr.splitlines() if x.startswith("[")], result.stderr  # no Ray C++ log lines
+
+
+def test_sigterm_while_connecting_to_a_cluster_exits_143(tmp_path, artifact, silent_server):
+    """Before: SIGTERM took 37 s, with no pahs message."""
+    import signal
+
+    pytest.importorskip("ray")
+    clip = make_clip(tmp_path / "in.mp4", n=2, width=32, height=32)
+    port = silent_server.getsockname()[1]
+    run = Watched(RUN, clip, "-e", artifact, "-b", "onnxruntime", "-o", tmp_path / "o.mkv", "--cluster",
+                  f"127.0.0.1:{port}")  # fmt: skip
+    silent_server.settimeout(120)
+    connection, _ = silent_server.accept()  # pahs-run is connecting now
+    with connection:
+        status, took, err = run.stop(signal.SIGTERM)
+    assert status == 143 and took < 5, (status, took, err)
+    assert err.count("pahs-run: interrupted (SIGTERM)") == 1 and "Traceback" not in err, err
+
+
+def test_ray_init_that_never_returns_is_bounded(monkeypatch):
+    """Past the address check, ray.init itself is waited for only until the deadline (Ray's own connect retries
+    for minutes), from a thread: the main thread keeps checking for signals."""
+    import threading
+    import time
+
+    from pahs_export.errors import PahsError
+    from runtime import cluster
+
+    never = threading.Event()
+
+    class HangingRay:
+        def is_initialized(self) -> bool:
+            return False
+
+        def init(self, **kwargs) -> None:
+            never.wait(60)
+
+    monkeypatch.setattr(cluster, "CONNECT_SECONDS", 1.0)
+    monkeypatch.setattr(cluster, "probe_address", lambda host, port, deadline: None)
+    started = time.monotonic()
+    with pytest.raises(PahsError, match=r"at --cluster head:6379, found no answer from Ray within 1 s"):
+        cluster._connect(HangingRay(), cluster.ClusterOptions(address="head:6379"))
+    never.set()
+    assert time.monotonic() - started < 5
+
+
+# ------------------------------------------------------------------- 4. concurrent first uses on an empty cache
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("round_", [1, 2, 3])
+def test_four_first_uses_at_once_on_an_empty_cache_all_succeed_alike(tmp_path, round_):
+    """Before: 1-3 of 4 succeeded; the others died of SIGBUS (a 0-byte hidden partial left) or OpenVINO's
+    "cannot set permissions ... .blob" traceback. Four `pahs-run` of the default weights on OpenVINO at once,
+    each exporting or waiting for the export, then compiling or loading the compiled models."""
+    import os
+
+    clip = make_clip(tmp_path / "in.mp4", n=4, width=32, height=32)
+    env = {**os.environ, "PAHS_CACHE": str(tmp_path / "cache")}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RUN, str(clip), "-b", "openvino", "-o", str(tmp_path / f"out{i}.y4m"), "-q"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(4)
+    ]
+    results = [(run.wait(timeout=600), run.communicate()[1]) for run in runs]
+    assert [status for status, _ in results] == [0] * 4, results
+    assert all("Traceback" not in err and "error" not in err for _, err in results), results
+    outputs = [(tmp_path / f"out{i}.y4m").read_bytes() for i in range(4)]
+    assert all(out == outputs[0] for out in outputs) and len(outputs[0]) > 0
+    assert hidden_leftovers(tmp_path) == [], hidden_leftovers(tmp_path)
+
+
+def test_the_cache_lock_takes_turns_and_a_signal_ends_the_wait(tmp_path):
+    """pahs_export.atomic.exclusive: a second holder waits (told once) until the first leaves; a termination
+    signal ends a wait (flock locks conflict between two opens of the file, in one process too)."""
+    import fcntl
+    import os
+    import signal
+    import threading
+    import time
+
+    from pahs_export.atomic import exclusive
+    from pahs_export.signals import Interrupted, termination_handlers
+
+    lock, told, order = tmp_path / "locks" / "entry.lock", [], []
+
+    def second() -> None:
+        with exclusive(lock, waiting=lambda: told.append(1)):
+            order.append("second")
+
+    with exclusive(lock) as held:
+        assert held
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.5)
+        order.append("first")
+    thread.join(10)
+    assert order == ["first", "second"] and told == [1]
+    fd = os.open(lock, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # held elsewhere, for good
+    try:
+        with termination_handlers(), pytest.raises(Interrupted):
+            os.kill(os.getpid(), signal.SIGTERM)
+            with exclusive(lock):
+                pytest.fail("the lock was taken while another held it")
+    finally:
+        os.close(fd)
