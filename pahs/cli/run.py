@@ -110,7 +110,7 @@ BackendOpt = Annotated[
         "--backend",
         "-b",
         help="Backend (default: tensorrt for TensorRT artifacts, torch for -e .safetensors; otherwise openvino "
-        "on x86-64 CPUs, onnxruntime on other CPUs and on CUDA).",
+        "on x86-64 CPUs, onnxruntime on other CPUs, on CUDA and for INT8 artifacts in TensorRT's conventions).",
         show_default=False,
     ),
 ]
