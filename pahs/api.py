@@ -30,10 +30,10 @@ from pahs_export.errors import PahsError
 from pahs_export.model import pad_to_multiple
 from pahs_export.presets import DEFAULT_LOOKAHEAD
 from runtime.backends import Backend
+from runtime.checks import MAX_LOOKAHEAD
 from runtime.driver import DEFAULT_CHUNK
 from runtime.io import X264_PRESETS, OutputOptions, VideoInfo
 from runtime.pipeline import (
-    MAX_LOOKAHEAD,
     RunOptions,
     RunSummary,
     check_frame_size,

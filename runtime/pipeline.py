@@ -6,7 +6,7 @@ Decisions:
 - Everything a run can refuse is refused before the first frame is restored and before any output is
   created: the frame size against a memory ceiling (:func:`check_frame_size`, ``--max-pixels``), the room
   for the ``--lookahead all`` spill (:func:`check_spill_space`), ``--compare`` naming ``-o``
-  (:func:`check_outputs`), a ``--verify`` count below one (:func:`check_verify_count`).
+  and a ``--verify`` count below one (:mod:`runtime.checks`, which `pahs-run` calls before the engine opens).
 - A termination signal is acted on at the next frame or backend step (:mod:`runtime.io.threads`): outputs are
   aborted, the spill folder removed, threads joined within bounds, and :class:`~runtime.io.Interrupted` raised.
 - Outputs are finished (encoder flushed, files fsynced) first and renamed into place last, all together, so
@@ -40,6 +40,7 @@ from pahs_export.model import pad_to_multiple
 from pahs_export.presets import DEFAULT_LOOKAHEAD
 
 from .backends import Backend
+from .checks import check_max_pixels, check_outputs, check_values, check_verify_count
 from .driver import DEFAULT_CHUNK, SPILL_BYTES_PER_VALUE, restore_exact, restore_stream
 from .io import (
     BackgroundWriter,
@@ -81,47 +82,14 @@ class RunOptions:
 
 
 def check_options(options: RunOptions, backend: Backend, lookahead_given: bool) -> None:
+    """The options against the open engine (an online one takes no --lookahead), and their values
+    (:func:`runtime.checks.check_values`)."""
     if not backend.bidirectional and lookahead_given:
         raise PahsError(
             "expected --lookahead only for bidirectional engines, found a unidirectional (online) one; "
             "drop --lookahead: online models see no future frames"
         )
-    la = options.lookahead
-    if la is not None and not 0 <= la <= MAX_LOOKAHEAD:
-        raise PahsError(
-            f"expected --lookahead from 0 to {MAX_LOOKAHEAD} or 'all', found {la}; the paper uses {DEFAULT_LOOKAHEAD}"
-        )
-    if options.chunk < 1:
-        raise PahsError(f"expected --chunk of at least 1, found {options.chunk}")
-    if options.max_pixels is not None and options.max_pixels < 1:
-        raise PahsError(
-            f"expected --max-pixels of at least 1, found {options.max_pixels}; leave it out for what free memory holds"
-        )
-    if options.spill_dir is not None and not Path(options.spill_dir).is_dir():
-        raise PahsError(f"expected --spill-dir to be an existing folder, found {options.spill_dir}; create it first")
-
-
-def check_verify_count(limit: int | None) -> None:
-    """A ``--verify`` count: None (every frame) or at least 1; anything else is a one-line error."""
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise PahsError(
-            f"expected --verify N with N at least 1, found {limit}; pass a positive count or give --verify "
-            "alone to compare every frame"
-        )
-
-
-def check_outputs(source: str | Path, output: str | None, compare: str | None) -> None:
-    """Refuse a ``--compare`` that names the same path as ``-o`` (the side-by-side would replace the restored
-    video), or two outputs on standard output. The input itself as an output is refused by
-    :func:`runtime.io.open_output`."""
-    if output is not None and compare is not None and output == compare:
-        raise PahsError(
-            f"expected --compare and -o to name different outputs, found both at {output}; choose another --compare"
-        )
-    if output is not None and compare is not None and Path(output).resolve() == Path(compare).resolve():
-        raise PahsError(
-            f"expected --compare and -o to name different outputs, found both at {output}; choose another --compare"
-        )
+    check_values(options.lookahead, options.chunk, options.max_pixels, options.spill_dir)
 
 
 # -- memory -----------------------------------------------------------------------------------------------------
@@ -225,11 +193,7 @@ def check_frame_size(info: VideoInfo, backend: Backend, options: RunOptions, com
     pixels = info.width * info.height
     size = f"{info.width}x{info.height} ({pixels:,} pixels)"
     if options.max_pixels is not None:
-        if pixels > options.max_pixels:
-            raise PahsError(
-                f"expected frames of at most {options.max_pixels:,} pixels (--max-pixels), found {size}; "
-                "downscale the video or raise --max-pixels"
-            )
+        check_max_pixels(info.width, info.height, options.max_pixels)
         return
     limit = default_max_pixels(backend, options, compare)
     if limit is None or pixels <= limit:

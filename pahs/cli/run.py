@@ -416,10 +416,7 @@ def run_single(request: RunRequest, report: RunReport) -> None:
     from runtime.io import check_interrupted
 
     (video,) = request.inputs  # one input, not a pattern: what pahs-run always did
-    output, verifying = request.output, request.verify is not False
-    target = output if output is not None else (None if verifying else default_output(video))
-    if output == STDIO and verifying:
-        raise PahsError("expected --verify without -o - (its table would mix with the video), found both; drop one")
+    target, verifying = request.target, request.verify is not False
     restorer = pahs.Restorer(request.engine.open())
     report.opened_backend(restorer.backend, **request.summary_window())
     check_interrupted()
@@ -481,9 +478,9 @@ def _verify(request: RunRequest, video: str, backend: OpenBackend, report: RunRe
 def run_jobs(request: RunRequest, report: RunReport) -> None:
     """Several inputs, or any on a cluster: plan the jobs, open the backend here once (a first-use export
     happens once, before workers start), run them (:func:`runtime.executors.execute`), and report each file."""
-    from runtime.batch import BatchProgress, counts, is_batch, plan_batch, plan_single, summary_lines
+    from runtime.batch import BatchProgress, counts, plan_batch, plan_single, summary_lines
     from runtime.executors import execute
-    from runtime.io import check_interrupted
+    from runtime.io import check_interrupted, is_batch
 
     options, where, on_cluster = request.run_options(), request.where, request.on_cluster
     if is_batch(request.inputs):
@@ -541,7 +538,7 @@ def run_segments(request: RunRequest, report: RunReport) -> None:
     (source,) = request.inputs
     segments, where = request.segments, request.where
     assert segments is not None  # RunRequest.path
-    target = request.output or default_output(source)
+    target = request.target
     be = request.engine.open()
     report.opened_backend(
         be, lookahead=request.lookahead, chunk=request.chunk, segment_frames=segments.frames,
