@@ -52,8 +52,8 @@ from .io import (
     open_input,
     open_output,
 )
+from .progress import ProgressLines
 
-MAX_LOOKAHEAD = 1000
 log = logging.getLogger("pahs")  # what a run is writing, at INFO: the command-line tools show it on stderr
 GB = 1 << 30
 
@@ -334,17 +334,22 @@ def restored_frames(
 
 
 class _Bars:
-    """Progress bars (frames/s, ETA) for reading and restoring; the backward pass too for --lookahead all.
-    Only on a terminal: a log (stderr redirected) gets the caller's one line per file instead of escape codes."""
+    """Progress of one video. On a terminal: bars (frames/s, ETA) for reading and restoring, the backward pass
+    too for --lookahead all. Off one (a log, CI, a scheduler): plain lines on the ``pahs`` logger at a bounded
+    rate and at the end (:class:`runtime.progress.ProgressLines`), for the backward pass of --lookahead all,
+    then for the restored frames; the command-line tools show them on stderr, and ``--quiet`` none."""
 
     def __init__(self, total: int | None, enabled: bool, exact: bool) -> None:
         self.enabled = enabled and _is_terminal(sys.stderr)
+        self.total, self.exact = total, exact
+        self.lines: ProgressLines | None = None  # off a terminal only
+        if enabled and not self.enabled:
+            self.lines = ProgressLines("backward pass" if exact else "restored", total, log.info)
         if not self.enabled:
             return
         from tqdm import tqdm
 
         kw = {"total": total, "unit": "frame", "dynamic_ncols": True, "leave": True}
-        self.exact = exact
         self.pass1 = tqdm(desc="read + backward" if exact else "read", position=0, **kw)
         self.pass2 = tqdm(desc="restore", position=1, **kw)
 
@@ -353,12 +358,24 @@ class _Bars:
             self.pass1.update()
 
     def backward(self) -> None:
+        if self.lines is not None:
+            self.lines.update()
         if self.enabled:
             self.pass1.update()
 
     def wrote(self) -> None:
+        if self.lines is not None:
+            if self.lines.what != "restored":  # --lookahead all: the backward pass is over; its rate is its own
+                self.lines.finish()
+                self.lines = ProgressLines("restored", self.total, log.info, interval=self.lines.interval)
+            self.lines.update()
         if self.enabled:
             self.pass2.update()
+
+    def finish(self) -> None:
+        """Every frame is restored: the last line (off a terminal)."""
+        if self.lines is not None:
+            self.lines.finish()
 
     def close(self) -> None:
         if self.enabled:
@@ -442,6 +459,7 @@ def run_video(
                 bars.wrote()
             if count == 0:
                 raise PahsError(f"expected at least one decodable frame in {source}, found none; check the file")
+            bars.finish()
             for w in writers:  # the slow part: flush encoders, fsync
                 w.finish()
             check_interrupted()  # the last point where a signal discards the run

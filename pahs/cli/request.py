@@ -315,6 +315,7 @@ class RunRequest:
         (:meth:`check_files`). Nothing here needs the engine, which opens after (seconds)."""
         from runtime.checks import check_values
         from runtime.io import is_batch, source_kind
+        from runtime.progress import progress_interval
 
         batch = is_batch(self.inputs)
         if self.json_out is not None:
@@ -343,6 +344,8 @@ class RunRequest:
         elif self.output == STDIO and self.verify is not False:
             raise PahsError("expected --verify without -o - (its table would mix with the video), found both; drop one")
         check_values(self.lookahead, self.chunk, self.max_pixels, self.spill_dir)
+        if not self.quiet:
+            progress_interval()  # $PAHS_PROGRESS_INTERVAL, read when progress starts: refused now, not then
         self.check_files()
 
     def check_files(self) -> None:
