@@ -188,9 +188,9 @@ PixFmtOpt = Annotated[
     Optional[str],
     typer.Option(
         "--pix-fmt",
-        help="Pixel format, e.g. yuv420p, yuv444p, yuv420p10le (10-bit) (default: yuv420p, yuv444p for odd "
-        "sizes; y4m and nut output of a deep source: yuv420p10le; rawvideo: rgb24, rgb48le for deep sources; "
-        "--lossless: RGB).",
+        help="Pixel format, e.g. yuv420p, yuv444p, yuv420p10le (10-bit) (default: the source's bit depth and "
+        "chroma where the codec has them, else the nearest, said in one line; 4:2:0 for RGB sources, 4:4:4 for "
+        "odd sizes; rawvideo: rgb24, rgb48le for deep sources; --lossless: RGB).",
     ),
 ]
 EncoderPresetOpt = Annotated[
