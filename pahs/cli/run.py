@@ -61,7 +61,10 @@ from .request import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from runtime.backends import Backend as OpenBackend  # `Backend` here is the --backend choices
+    from runtime.jobs import Job, JobResult
 
 app = new_app("Deblur a video (or a folder of frames) with PAHS.")
 Backend = choices("Backend", BACKENDS)
@@ -533,6 +536,7 @@ def run_segments(request: RunRequest, report: RunReport) -> None:
     """One long video as segment jobs (:mod:`runtime.segments`), run here or on Ray
     (:func:`runtime.executors.execute`), joined."""
     from runtime.executors import execute
+    from runtime.progress import ProgressLines
     from runtime.segments import restore_segmented
 
     (source,) = request.inputs
@@ -550,10 +554,14 @@ def run_segments(request: RunRequest, report: RunReport) -> None:
     # here needs it once the workers open their own, so it is closed before they start (a GPU's memory too).
     pass_backend = be if segments.exact else None
     del be
+
+    def execute_segments(jobs: Sequence[Job], opener: Callable[..., OpenBackend]) -> list[JobResult]:
+        lines = ProgressLines("restored", len(jobs), report.say, unit="segments")  # a log hears of each one
+        return execute(jobs, opener, where, on_result=lambda _: lines.update())
+
     run = restore_segmented(
         source, target, open_backend, options=request.run_options(), segment_frames=segments.frames,
-        warmup=segments.warmup_frames, exact=segments.exact,
-        execute=lambda jobs, opener: execute(jobs, opener, where), pass_backend=pass_backend,
+        warmup=segments.warmup_frames, exact=segments.exact, execute=execute_segments, pass_backend=pass_backend,
     )  # fmt: skip
     report.summary.update(
         output=run.output, frames=run.frames, segments=len(run.segments),

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import make_folder
+from conftest import make_folder, make_video
 
 from pahs_export.errors import PahsError
 from runtime.progress import INTERVAL_VARIABLE, ProgressLines, duration, progress_interval
@@ -69,3 +69,14 @@ def test_a_bad_interval_is_refused_before_the_engine_opens(tmp_path):
     result = pahs_run(str(src), interval="soon")
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert f"expected {INTERVAL_VARIABLE} to be a positive number of seconds, found 'soon'" in result.stderr
+
+
+def test_segments_into_a_log_print_progress_lines(tmp_path, artifact):
+    """--segment-frames: a line as segments finish (at the interval's rate), not silence until the join."""
+    src = make_video(tmp_path / "in.mp4", n=12, width=32, height=32)
+    args = [str(src), "-e", str(artifact), "-b", "onnxruntime", "--chunk", "4", "--lookahead", "2"]
+    result = pahs_run(*args, "--segment-frames", "4", "-o", str(tmp_path / "out.mkv"), interval="0.000001")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if re.match(r"pahs-run: restored \d/3 segments", line)]
+    assert [line.split()[2] for line in lines] == ["1/3", "2/3", "3/3"], result.stderr
+    assert "ETA" in lines[0]
