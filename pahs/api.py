@@ -30,10 +30,10 @@ from pahs_export.errors import PahsError
 from pahs_export.model import pad_to_multiple
 from pahs_export.presets import DEFAULT_LOOKAHEAD
 from runtime.backends import Backend
+from runtime.checks import MAX_LOOKAHEAD
 from runtime.driver import DEFAULT_CHUNK
 from runtime.io import X264_PRESETS, OutputOptions, VideoInfo
 from runtime.pipeline import (
-    MAX_LOOKAHEAD,
     RunOptions,
     RunSummary,
     check_frame_size,
@@ -202,13 +202,13 @@ def open(  # shadows the builtin on purpose: `pahs.open`, like `av.open`
     cuda_graphs: bool = False,
     threads: int | None = None,
 ) -> Restorer:
-    """Open ``engine`` (an ONNX artifact folder, a TensorRT artifact, a .safetensors checkpoint; None: the
-    default weights) with ``backend`` (torch, onnxruntime, openvino, tensorrt; None: the engine's own) on
-    ``device`` (cpu, cuda, cuda:N; None: the backend's default) at ``precision`` (fp32, fp16, int8; None: fp32,
-    or an exported artifact's own). Weights are exported to the artifact the backend runs, once, and cached
-    (:func:`pahs.export_cache.open_backend`). ``cuda_graphs``: capture and replay CUDA graphs (tensorrt, or torch
-    on cuda). ``threads``: CPU threads of a step (None: every core). The engine is opened once; reuse the
-    restorer."""
+    """Open ``engine`` (an ONNX artifact folder, a TensorRT artifact, a .safetensors checkpoint; None: the default
+    weights) with ``backend`` (torch, onnxruntime, openvino, tensorrt; None: the engine's and device's,
+    :func:`runtime.engines.default_backend`) on ``device`` (cpu, cuda, cuda:N; None: the backend's default) at
+    ``precision`` (fp32, fp16, int8; None: fp32, or an exported artifact's own). Weights are exported to the
+    artifact the backend runs, once, and cached (:func:`pahs.export_cache.open_backend`). ``cuda_graphs``: capture
+    and replay CUDA graphs (tensorrt, or torch on cuda). ``threads``: CPU threads of a step (None: every core). The
+    engine is opened once; reuse the restorer."""
     engine = _path("engine", engine, "an artifact folder, a .safetensors checkpoint, or None", optional=True)
     for name, value in (("backend", backend), ("device", device), ("precision", precision)):
         if value is not None and not isinstance(value, str):

@@ -184,7 +184,7 @@ def plan_variants(
     for e in engines:
         if e.kind == "tensorrt":
             continue
-        backend = default_backend(e.kind)
+        backend = default_backend(e.kind, engine=e.path)  # as pahs-run would run it
         name = f"{backend}-{e.precision} ({e.path.name})"
         if name in plan:
             name = f"{backend}-{e.precision} ({e.path})"

@@ -165,20 +165,20 @@ def open_backend(
     """:func:`runtime.engines.open_engine`, exporting what the backend needs from weights on first use.
 
     ``engine``: an ONNX artifact folder, a TensorRT artifact or a .safetensors checkpoint; None: the default
-    weights. ``backend``: torch, onnxruntime, openvino or tensorrt (None: the engine's own; no engine:
-    :func:`runtime.constants.default_onnx_backend`, openvino on x86-64 CPUs). ``precision``: fp32, fp16 or
-    int8 (None: fp32, or the exported artifact's own). Weights (the default, or a checkpoint) run as-is on the
-    torch backend (fp16: autocast) and are exported to the artifact of that precision (cached under
-    ``$PAHS_CACHE``) for the others. An exported artifact runs at its own precision; naming another is an
-    error. ``options`` (device, cuda_graphs, threads) as there.
+    weights. ``backend``: torch, onnxruntime, openvino or tensorrt (None: :func:`runtime.engines.default_backend` of
+    the engine and device: openvino on x86-64 CPUs, onnxruntime for INT8 graphs in TensorRT's conventions).
+    ``precision``: fp32, fp16 or int8 (None: fp32, or the exported artifact's own). Weights (the default, or a
+    checkpoint) run as-is on the torch backend (fp16: autocast) and are exported to the artifact of that precision
+    (cached under ``$PAHS_CACHE``) for the others. An exported artifact runs at its own precision; naming another is
+    an error. ``options`` (device, cuda_graphs, threads) as there.
     """
     if precision is not None and precision not in PRECISIONS:
         raise PahsError(f"expected --precision {' | '.join(PRECISIONS)}, found {precision!r}")
     if options.get("device") is not None:  # refuse a device that is no device before a first-use export
         parse_device(options["device"], check_available=False)
     kind = engine_kind(Path(engine)) if engine is not None else None
-    name = backend or default_backend(kind, options.get("device"))
     if kind in (None, "checkpoint"):  # weights: export what the backend runs
+        name = backend or default_backend(kind, options.get("device"))
         if name in ONNX_BACKENDS:
             return open_engine(cached_artifact(engine, precision, int8_target_for(name)), name, **options)
         if name == "tensorrt":
@@ -192,7 +192,7 @@ def open_backend(
                 )
             options = {**options, "autocast": TORCH_AUTOCAST[precision]}
         return open_engine(engine, name, **options)
-    opened = open_engine(engine, name, **options)
+    opened = open_engine(engine, backend, **options)  # None: the default for this artifact, said when it matters
     if precision is not None and opened.precision != precision:
         raise PahsError(
             f"expected an {precision} engine for --precision {precision}, found {engine} ({opened.precision}); "

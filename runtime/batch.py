@@ -40,7 +40,15 @@ import av
 from pahs_export.errors import PahsError
 
 from .backends import Backend
-from .io import VIDEO_FORMATS, check_interrupted, check_output, output_is_folder, output_is_pipe, source_kind
+from .io import (
+    VIDEO_FORMATS,
+    check_interrupted,
+    check_output,
+    is_pattern,
+    output_is_folder,
+    output_is_pipe,
+    source_kind,
+)
 from .jobs import Job, JobResult
 from .pipeline import RunOptions, run_video
 
@@ -82,16 +90,6 @@ class Plan:
 
 
 # -- inputs and outputs -------------------------------------------------------------------------------------------
-
-
-def is_pattern(text: str) -> bool:
-    """Whether an input is a pattern for pahs to expand: glob characters in a local path that does not exist."""
-    return source_kind(text) == "path" and glob.has_magic(text) and not os.path.lexists(text)
-
-
-def is_batch(inputs: Sequence[str]) -> bool:
-    """Several inputs, or a pattern: a batch (``-o`` is a folder; existing outputs are skipped)."""
-    return len(inputs) > 1 or any(is_pattern(i) for i in inputs)
 
 
 def _inside(path: str, folder: Path | None) -> bool:

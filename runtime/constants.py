@@ -23,6 +23,11 @@ BACKENDS = ("torch", "onnxruntime", "tensorrt", "openvino")
 # ONNX Runtime's 1.78x on an AVX2-only AMD EPYC, 2.39x against 2.54x, a tie, on an AVX-512 Intel Xeon; INT8 ahead
 # on both). Elsewhere (ARM, or OpenVINO missing) and on CUDA devices ONNX Runtime runs them.
 X86_64 = ("x86_64", "amd64", "x64")
+# The INT8 graph conventions (`pahs-export onnx --int8-target`) whose output meets docs/PRECISION.md's targets on
+# each ONNX backend: ONNX Runtime runs both as written (49-53 dB against FP32 at the worst frame); OpenVINO loses
+# about 3 dB on TensorRT's (31.7 dB, experiments/openvino_precision.py), so it runs the CPU ones only.
+# runtime.engines.default_backend picks by it, and the openvino backend refuses what it does not list.
+INT8_TARGETS = {"onnxruntime": ("cpu", "tensorrt"), "openvino": ("cpu",)}
 
 
 def default_onnx_backend(device: str | None = None) -> str:

@@ -2,14 +2,15 @@
 
 An engine is one path: an exported ONNX artifact folder (``manifest.json`` of format pahs-onnx), a
 TensorRT artifact (``.plan`` folder with a TensorRT manifest), or a PyTorch checkpoint (``.safetensors``).
-Each backend has one opener in :data:`OPENERS`, and :func:`open_engine` opens an engine as it is; the kind of
-the engine picks the default backend. Without an engine only the torch backend opens here (on the default
-weights); weights are exported on first use to the artifact a backend runs by :func:`pahs.open_backend` (the
-export cache, a layer above), which then opens it here.
+Each backend has one opener in :data:`OPENERS`, and :func:`open_engine` opens an engine as it is; the engine
+and the device pick the default backend (:func:`default_backend`, the one place that decides it). Without an
+engine only the torch backend opens here (on the default weights); weights are exported on first use to the
+artifact a backend runs by :func:`pahs.open_backend` (the export cache, a layer above), which then opens it here.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +25,11 @@ from .backends.openvino_backend import OpenVINOBackend
 from .backends.ort_backend import OnnxRuntimeBackend
 from .backends.torch_backend import TorchBackend
 from .backends.trt_backend import TensorRTBackend
-from .constants import default_onnx_backend
+from .constants import INT8_TARGETS, default_onnx_backend
 
 ENGINE_KINDS = ("onnx", "tensorrt", "checkpoint")
 DEFAULT_BACKEND = {"tensorrt": "tensorrt", "checkpoint": "torch"}  # ONNX artifacts: default_onnx_backend
+log = logging.getLogger("pahs")  # the command-line tools show its INFO lines on stderr
 
 
 def engine_kind(path: Path) -> str:
@@ -142,11 +144,30 @@ OPENERS: dict[str, Callable[[OpenRequest], Backend]] = {
 }
 
 
-def default_backend(kind: str | None, device: str | None = None) -> str:
-    """The backend an engine of ``kind`` opens with on ``device`` when none is asked for: an ONNX artifact or no
-    engine (weights exported on first use), :func:`runtime.constants.default_onnx_backend`; a TensorRT artifact,
-    tensorrt; a checkpoint, torch."""
-    return DEFAULT_BACKEND[kind] if kind in DEFAULT_BACKEND else default_onnx_backend(device)
+def default_backend(
+    kind: str | None, device: str | None = None, engine: Path | None = None, note: Callable[[str], None] | None = None
+) -> str:
+    """The backend an engine of ``kind`` opens with on ``device`` when none is asked for: a TensorRT artifact,
+    tensorrt; a checkpoint, torch; an ONNX artifact (``engine``) or no engine (weights exported on first use),
+    the fastest backend of the device (:func:`runtime.constants.default_onnx_backend`) whose output meets
+    docs/PRECISION.md's targets for that artifact (:data:`runtime.constants.INT8_TARGETS`): INT8 graphs in
+    TensorRT's conventions run on onnxruntime, as written, rather than on openvino, which would lose 3 dB.
+    ``note`` is told, in one line, when the artifact moves the choice away from the device's fastest backend.
+    The one place the default is decided: `pahs-run`, first-use exports, ``pahs.open()`` and `pahs-bench` ask it."""
+    if kind in DEFAULT_BACKEND:
+        return DEFAULT_BACKEND[kind]
+    fastest = default_onnx_backend(device)
+    target = read_manifest(engine).int8_target if kind == "onnx" and engine is not None else None
+    if target is None or target in INT8_TARGETS[fastest]:
+        return fastest
+    name = next(b for b, targets in INT8_TARGETS.items() if target in targets)  # onnxruntime runs every target
+    if note is not None:
+        note(
+            f"{engine}: INT8 graphs of --int8-target {target} run on {name}, as written ({fastest}, the faster "
+            f"here, misses docs/PRECISION.md's targets with them); slower than FP32 on a CPU: for speed, export "
+            "with `pahs-export onnx --precision int8 --int8-target cpu`"
+        )
+    return name
 
 
 def open_engine(
@@ -157,7 +178,8 @@ def open_engine(
     autocast: str | None = None,
     threads: int | None = None,
 ) -> Backend:
-    """Open ``engine`` with ``backend`` (default: :func:`default_backend` of the engine's kind).
+    """Open ``engine`` with ``backend`` (default: :func:`default_backend` of the engine and device, which says
+    on the ``pahs`` logger when the engine moves it off the device's fastest one).
 
     ``cuda_graphs``: capture and replay CUDA graphs per role, frame shape and buffer parity (tensorrt, or
     torch on cuda). ``autocast``: "fp16" or "bf16" autocast of the torch backend. ``threads``: CPU threads of a
@@ -165,7 +187,7 @@ def open_engine(
     tensorrt has none to size); None: the runtime's default, every core of the machine."""
     path = Path(engine) if engine is not None else None
     kind = engine_kind(path) if path is not None else None
-    name = backend or default_backend(kind, device)
+    name = backend or default_backend(kind, device, path, note=log.info)
     if name not in OPENERS:
         raise PahsError(f"unknown backend {name!r}: expected one of {', '.join(OPENERS)}")
     if device is None:

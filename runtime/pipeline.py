@@ -6,7 +6,7 @@ Decisions:
 - Everything a run can refuse is refused before the first frame is restored and before any output is
   created: the frame size against a memory ceiling (:func:`check_frame_size`, ``--max-pixels``), the room
   for the ``--lookahead all`` spill (:func:`check_spill_space`), ``--compare`` naming ``-o``
-  (:func:`check_outputs`), a ``--verify`` count below one (:func:`check_verify_count`).
+  and a ``--verify`` count below one (:mod:`runtime.checks`, which `pahs-run` calls before the engine opens).
 - A termination signal is acted on at the next frame or backend step (:mod:`runtime.io.threads`): outputs are
   aborted, the spill folder removed, threads joined within bounds, and :class:`~runtime.io.Interrupted` raised.
 - Outputs are finished (encoder flushed, files fsynced) first and renamed into place last, all together, so
@@ -40,6 +40,7 @@ from pahs_export.model import pad_to_multiple
 from pahs_export.presets import DEFAULT_LOOKAHEAD
 
 from .backends import Backend
+from .checks import check_max_pixels, check_outputs, check_values, check_verify_count
 from .driver import DEFAULT_CHUNK, SPILL_BYTES_PER_VALUE, restore_exact, restore_stream
 from .io import (
     BackgroundWriter,
@@ -51,8 +52,8 @@ from .io import (
     open_input,
     open_output,
 )
+from .progress import ProgressLines
 
-MAX_LOOKAHEAD = 1000
 log = logging.getLogger("pahs")  # what a run is writing, at INFO: the command-line tools show it on stderr
 GB = 1 << 30
 
@@ -81,47 +82,14 @@ class RunOptions:
 
 
 def check_options(options: RunOptions, backend: Backend, lookahead_given: bool) -> None:
+    """The options against the open engine (an online one takes no --lookahead), and their values
+    (:func:`runtime.checks.check_values`)."""
     if not backend.bidirectional and lookahead_given:
         raise PahsError(
             "expected --lookahead only for bidirectional engines, found a unidirectional (online) one; "
             "drop --lookahead: online models see no future frames"
         )
-    la = options.lookahead
-    if la is not None and not 0 <= la <= MAX_LOOKAHEAD:
-        raise PahsError(
-            f"expected --lookahead from 0 to {MAX_LOOKAHEAD} or 'all', found {la}; the paper uses {DEFAULT_LOOKAHEAD}"
-        )
-    if options.chunk < 1:
-        raise PahsError(f"expected --chunk of at least 1, found {options.chunk}")
-    if options.max_pixels is not None and options.max_pixels < 1:
-        raise PahsError(
-            f"expected --max-pixels of at least 1, found {options.max_pixels}; leave it out for what free memory holds"
-        )
-    if options.spill_dir is not None and not Path(options.spill_dir).is_dir():
-        raise PahsError(f"expected --spill-dir to be an existing folder, found {options.spill_dir}; create it first")
-
-
-def check_verify_count(limit: int | None) -> None:
-    """A ``--verify`` count: None (every frame) or at least 1; anything else is a one-line error."""
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise PahsError(
-            f"expected --verify N with N at least 1, found {limit}; pass a positive count or give --verify "
-            "alone to compare every frame"
-        )
-
-
-def check_outputs(source: str | Path, output: str | None, compare: str | None) -> None:
-    """Refuse a ``--compare`` that names the same path as ``-o`` (the side-by-side would replace the restored
-    video), or two outputs on standard output. The input itself as an output is refused by
-    :func:`runtime.io.open_output`."""
-    if output is not None and compare is not None and output == compare:
-        raise PahsError(
-            f"expected --compare and -o to name different outputs, found both at {output}; choose another --compare"
-        )
-    if output is not None and compare is not None and Path(output).resolve() == Path(compare).resolve():
-        raise PahsError(
-            f"expected --compare and -o to name different outputs, found both at {output}; choose another --compare"
-        )
+    check_values(options.lookahead, options.chunk, options.max_pixels, options.spill_dir)
 
 
 # -- memory -----------------------------------------------------------------------------------------------------
@@ -225,11 +193,7 @@ def check_frame_size(info: VideoInfo, backend: Backend, options: RunOptions, com
     pixels = info.width * info.height
     size = f"{info.width}x{info.height} ({pixels:,} pixels)"
     if options.max_pixels is not None:
-        if pixels > options.max_pixels:
-            raise PahsError(
-                f"expected frames of at most {options.max_pixels:,} pixels (--max-pixels), found {size}; "
-                "downscale the video or raise --max-pixels"
-            )
+        check_max_pixels(info.width, info.height, options.max_pixels)
         return
     limit = default_max_pixels(backend, options, compare)
     if limit is None or pixels <= limit:
@@ -370,17 +334,22 @@ def restored_frames(
 
 
 class _Bars:
-    """Progress bars (frames/s, ETA) for reading and restoring; the backward pass too for --lookahead all.
-    Only on a terminal: a log (stderr redirected) gets the caller's one line per file instead of escape codes."""
+    """Progress of one video. On a terminal: bars (frames/s, ETA) for reading and restoring, the backward pass
+    too for --lookahead all. Off one (a log, CI, a scheduler): plain lines on the ``pahs`` logger at a bounded
+    rate and at the end (:class:`runtime.progress.ProgressLines`), for the backward pass of --lookahead all,
+    then for the restored frames; the command-line tools show them on stderr, and ``--quiet`` none."""
 
     def __init__(self, total: int | None, enabled: bool, exact: bool) -> None:
         self.enabled = enabled and _is_terminal(sys.stderr)
+        self.total, self.exact = total, exact
+        self.lines: ProgressLines | None = None  # off a terminal only
+        if enabled and not self.enabled:
+            self.lines = ProgressLines("backward pass" if exact else "restored", total, log.info)
         if not self.enabled:
             return
         from tqdm import tqdm
 
         kw = {"total": total, "unit": "frame", "dynamic_ncols": True, "leave": True}
-        self.exact = exact
         self.pass1 = tqdm(desc="read + backward" if exact else "read", position=0, **kw)
         self.pass2 = tqdm(desc="restore", position=1, **kw)
 
@@ -389,12 +358,24 @@ class _Bars:
             self.pass1.update()
 
     def backward(self) -> None:
+        if self.lines is not None:
+            self.lines.update()
         if self.enabled:
             self.pass1.update()
 
     def wrote(self) -> None:
+        if self.lines is not None:
+            if self.lines.what != "restored":  # --lookahead all: the backward pass is over; its rate is its own
+                self.lines.finish()
+                self.lines = ProgressLines("restored", self.total, log.info, interval=self.lines.interval)
+            self.lines.update()
         if self.enabled:
             self.pass2.update()
+
+    def finish(self) -> None:
+        """Every frame is restored: the last line (off a terminal)."""
+        if self.lines is not None:
+            self.lines.finish()
 
     def close(self) -> None:
         if self.enabled:
@@ -478,6 +459,7 @@ def run_video(
                 bars.wrote()
             if count == 0:
                 raise PahsError(f"expected at least one decodable frame in {source}, found none; check the file")
+            bars.finish()
             for w in writers:  # the slow part: flush encoders, fsync
                 w.finish()
             check_interrupted()  # the last point where a signal discards the run

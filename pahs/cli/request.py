@@ -52,8 +52,8 @@ def parse_lookahead(text: str | None) -> int | None:
 
 def parse_verify(text: str | None) -> int | bool | None:
     """``--verify``: False when absent, None for every frame (bare ``--verify`` or ``all``), else a count of at
-    least 1 (:func:`runtime.pipeline.check_verify_count` says what is wrong otherwise)."""
-    from runtime.pipeline import check_verify_count
+    least 1 (:func:`runtime.checks.check_verify_count` says what is wrong otherwise)."""
+    from runtime.checks import check_verify_count
 
     if text is None:
         return False
@@ -121,12 +121,10 @@ def encoder_options(
 
 def cluster_options(
     cluster: str | None, workers: int | None, gpus_per_worker: float | None, threads: int | None = None
-) -> ClusterOptions:
+) -> ClusterOptions | None:
     """``--cluster``, ``--workers`` and ``--gpus-per-worker`` checked (the counts without --cluster are refused,
     and --cluster without Ray installed), before anything is opened; ``--threads`` N makes each worker reserve
-    N CPUs (and run N threads)."""
-    from runtime.cluster import ClusterOptions, check_cluster_options, require_ray
-
+    N CPUs (and run N threads). None without --cluster: here (nothing of the cluster module, nor torch, loaded)."""
     if cluster is None:
         counts = (("--workers", workers), ("--gpus-per-worker", gpus_per_worker))
         given = [f"{flag} {value:g}" for flag, value in counts if value is not None]
@@ -135,7 +133,9 @@ def cluster_options(
                 f"expected {' and '.join(given)} with --cluster, found no --cluster; add --cluster local to run "
                 "workers on this machine, or drop it"
             )
-        return ClusterOptions()
+        return None
+    from runtime.cluster import ClusterOptions, check_cluster_options, require_ray
+
     if not cluster.strip():
         raise PahsError("expected --cluster local, auto or an address (ray://host:10001, host:6379), found ''")
     options = ClusterOptions(cluster.strip(), workers, gpus_per_worker, None if threads is None else float(threads))
@@ -287,23 +287,35 @@ class RunRequest:
 
     @property
     def on_cluster(self) -> bool:
-        return self.where.on_ray
+        return self.cluster is not None and self.cluster.on_ray
 
     @property
     def path(self) -> str:
         """How the request runs: "segments" (one video in segment jobs), "jobs" (several inputs, a pattern, or
         anything on a cluster) or "single" (one video here, as :meth:`pahs.Restorer.restore_video`)."""
-        from runtime.batch import is_batch
+        from runtime.io import is_batch
 
         if self.segments is not None:
             return "segments"
         return "jobs" if is_batch(self.inputs) or self.on_cluster else "single"
 
+    @property
+    def target(self) -> str | None:
+        """Where one input's restored video goes: -o, else the default next to the input; None with --verify
+        alone (it writes nothing unless -o or --compare is given). A batch's -o is its folder."""
+        if self.output is not None or self.path == "jobs":
+            return self.output
+        if self.segments is None and self.verify is not False:
+            return None
+        return default_output(self.inputs[0])
+
     def check(self) -> None:
         """The combinations of options each path refuses, each in one line; ``--json`` first (a refused one is
-        not written, :class:`SummaryRefused`)."""
-        from runtime.batch import is_batch
-        from runtime.io import source_kind
+        not written, :class:`SummaryRefused`); then the option values and one input's files
+        (:meth:`check_files`). Nothing here needs the engine, which opens after (seconds)."""
+        from runtime.checks import check_values
+        from runtime.io import is_batch, source_kind
+        from runtime.progress import progress_interval
 
         batch = is_batch(self.inputs)
         if self.json_out is not None:
@@ -329,6 +341,32 @@ class RunRequest:
                     "expected files with --cluster, found standard input or output (-); workers cannot read or write "
                     "this process's pipes: drop --cluster"
                 )
+        elif self.output == STDIO and self.verify is not False:
+            raise PahsError("expected --verify without -o - (its table would mix with the video), found both; drop one")
+        check_values(self.lookahead, self.chunk, self.max_pixels, self.spill_dir)
+        if not self.quiet:
+            progress_interval()  # $PAHS_PROGRESS_INTERVAL, read when progress starts: refused now, not then
+        self.check_files()
+
+    def check_files(self) -> None:
+        """One input's files, before the engine opens: the input is there and readable; -o and --compare are free
+        (--overwrite replaces), differ from each other and from the input, and suit the encoder settings; the
+        frame size a video's container declares is within --max-pixels. A batch settles its files when it is
+        planned (:func:`runtime.batch.plan_batch`), before the engine opens too."""
+        from runtime.checks import check_max_pixels, check_outputs
+        from runtime.io import check_input, check_output, declared_size
+
+        if self.path == "jobs":
+            return
+        (video,) = self.inputs
+        check_input(video)
+        check_outputs(video, self.target, self.compare)
+        for output in (self.target, self.compare):
+            if output is not None:
+                check_output(output, self.encoder, source=video)
+        size = declared_size(video) if self.max_pixels is not None else None
+        if size is not None:
+            check_max_pixels(*size, self.max_pixels)
 
     def check_json(self, batch: bool) -> None:
         """``--json`` obeys the rules of every file pahs writes (:func:`runtime.io.check_file_output`): never an

@@ -61,7 +61,10 @@ from .request import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from runtime.backends import Backend as OpenBackend  # `Backend` here is the --backend choices
+    from runtime.jobs import Job, JobResult
 
 app = new_app("Deblur a video (or a folder of frames) with PAHS.")
 Backend = choices("Backend", BACKENDS)
@@ -110,7 +113,7 @@ BackendOpt = Annotated[
         "--backend",
         "-b",
         help="Backend (default: tensorrt for TensorRT artifacts, torch for -e .safetensors; otherwise openvino "
-        "on x86-64 CPUs, onnxruntime on other CPUs and on CUDA).",
+        "on x86-64 CPUs, onnxruntime on other CPUs, on CUDA and for INT8 artifacts in TensorRT's conventions).",
         show_default=False,
     ),
 ]
@@ -188,9 +191,9 @@ PixFmtOpt = Annotated[
     Optional[str],
     typer.Option(
         "--pix-fmt",
-        help="Pixel format, e.g. yuv420p, yuv444p, yuv420p10le (10-bit) (default: yuv420p, yuv444p for odd "
-        "sizes; y4m and nut output of a deep source: yuv420p10le; rawvideo: rgb24, rgb48le for deep sources; "
-        "--lossless: RGB).",
+        help="Pixel format, e.g. yuv420p, yuv444p, yuv420p10le (10-bit) (default: the source's bit depth and "
+        "chroma where the codec has them, else the nearest, said in one line; 4:2:0 for RGB sources, 4:4:4 for "
+        "odd sizes; rawvideo: rgb24, rgb48le for deep sources; --lossless: RGB).",
     ),
 ]
 EncoderPresetOpt = Annotated[
@@ -416,10 +419,7 @@ def run_single(request: RunRequest, report: RunReport) -> None:
     from runtime.io import check_interrupted
 
     (video,) = request.inputs  # one input, not a pattern: what pahs-run always did
-    output, verifying = request.output, request.verify is not False
-    target = output if output is not None else (None if verifying else default_output(video))
-    if output == STDIO and verifying:
-        raise PahsError("expected --verify without -o - (its table would mix with the video), found both; drop one")
+    target, verifying = request.target, request.verify is not False
     restorer = pahs.Restorer(request.engine.open())
     report.opened_backend(restorer.backend, **request.summary_window())
     check_interrupted()
@@ -481,9 +481,9 @@ def _verify(request: RunRequest, video: str, backend: OpenBackend, report: RunRe
 def run_jobs(request: RunRequest, report: RunReport) -> None:
     """Several inputs, or any on a cluster: plan the jobs, open the backend here once (a first-use export
     happens once, before workers start), run them (:func:`runtime.executors.execute`), and report each file."""
-    from runtime.batch import BatchProgress, counts, is_batch, plan_batch, plan_single, summary_lines
+    from runtime.batch import BatchProgress, counts, plan_batch, plan_single, summary_lines
     from runtime.executors import execute
-    from runtime.io import check_interrupted
+    from runtime.io import check_interrupted, is_batch
 
     options, where, on_cluster = request.run_options(), request.where, request.on_cluster
     if is_batch(request.inputs):
@@ -536,12 +536,13 @@ def run_segments(request: RunRequest, report: RunReport) -> None:
     """One long video as segment jobs (:mod:`runtime.segments`), run here or on Ray
     (:func:`runtime.executors.execute`), joined."""
     from runtime.executors import execute
+    from runtime.progress import ProgressLines
     from runtime.segments import restore_segmented
 
     (source,) = request.inputs
     segments, where = request.segments, request.where
     assert segments is not None  # RunRequest.path
-    target = request.output or default_output(source)
+    target = request.target
     be = request.engine.open()
     report.opened_backend(
         be, lookahead=request.lookahead, chunk=request.chunk, segment_frames=segments.frames,
@@ -553,10 +554,14 @@ def run_segments(request: RunRequest, report: RunReport) -> None:
     # here needs it once the workers open their own, so it is closed before they start (a GPU's memory too).
     pass_backend = be if segments.exact else None
     del be
+
+    def execute_segments(jobs: Sequence[Job], opener: Callable[..., OpenBackend]) -> list[JobResult]:
+        lines = ProgressLines("restored", len(jobs), report.say, unit="segments")  # a log hears of each one
+        return execute(jobs, opener, where, on_result=lambda _: lines.update())
+
     run = restore_segmented(
         source, target, open_backend, options=request.run_options(), segment_frames=segments.frames,
-        warmup=segments.warmup_frames, exact=segments.exact,
-        execute=lambda jobs, opener: execute(jobs, opener, where), pass_backend=pass_backend,
+        warmup=segments.warmup_frames, exact=segments.exact, execute=execute_segments, pass_backend=pass_backend,
     )  # fmt: skip
     report.summary.update(
         output=run.output, frames=run.frames, segments=len(run.segments),

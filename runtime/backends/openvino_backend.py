@@ -32,6 +32,7 @@ from pahs_export.cache import cache_dir
 from pahs_export.contract import ROLES
 from pahs_export.errors import PahsError
 
+from ..constants import INT8_TARGETS
 from .base import Backend, StepOutputs
 
 INSTALL_HINT = "install it with pip install openvino (or the project's 'openvino' extra)"
@@ -50,7 +51,8 @@ class OpenVINOBackend(Backend):
             raise PahsError(f"OpenVINO is not installed here: {INSTALL_HINT}") from None
         if device != "cpu":
             raise PahsError(f"expected device cpu for the openvino backend, found {device!r}; use --device cpu")
-        if artifact.manifest.int8_target not in (None, "cpu"):
+        target = artifact.manifest.int8_target
+        if target is not None and target not in INT8_TARGETS["openvino"]:
             raise PahsError(
                 f"expected INT8 graphs made for CPUs for the openvino backend, found TensorRT's conventions in "
                 f"{artifact.path} (they lose about 3 dB there); export with `pahs-export onnx --precision int8 "

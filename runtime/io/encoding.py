@@ -17,12 +17,15 @@ Decisions:
   only, and folders are png only. Whether a container holds a codec and pixel format is asked of FFmpeg by
   writing a header to memory: its codec tables are not reliable.
 - Pixel formats (``pix_fmt``, :func:`pixel_formats`: the encoder's own list, limited to YUV 4:2:0/4:2:2/4:4:4
-  and RGB at 8, 10, 12 or 16 bits). Defaults: yuv420p for libx264/libx265, yuv444p for odd widths or heights
-  (4:2:0 cannot hold them: H.264 High 4:4:4, which FFmpeg-based players such as mpv and VLC play, browsers and
-  hardware decoders mostly do not); raw frames in y4m/nut the same, or yuv420p10le (yuv444p10le) for sources
-  deeper than 8 bits; rawvideo rgb24, rgb48le for deeper sources. Subsampled formats need even sizes. A
-  format deeper than 8 bits is converted from frames quantised to 16 bits, so yuv420p10le keeps 10 bits of a
-  deep source (and smooth gradients of an 8-bit one).
+  and RGB at 8, 10, 12 or 16 bits). Defaults for libx264/libx265 and raw frames in y4m/nut: the source's
+  chroma (4:2:0, 4:2:2, 4:4:4; 4:2:0 for RGB and grey sources) at its bit depth, or the nearest deeper depth the
+  codec has (:func:`_source_yuv`): a 10-bit HEVC source gives yuv420p10le with libx264. Where the codec has
+  neither (12 bits in libx264), the closest it has, with a warning naming what keeps them; libx264 stays the
+  default unless it writes 8 bits only (then the first codec that writes more). yuv444p for odd widths or
+  heights (4:2:0 cannot hold them: H.264 High 4:4:4, which FFmpeg-based players such as mpv and VLC play,
+  browsers and hardware decoders mostly do not); rawvideo rgb24, rgb48le for deeper sources. Subsampled formats
+  need even sizes. A format deeper than 8 bits is converted from frames quantised to 16 bits, so yuv420p10le
+  keeps 10 bits of a deep source (and smooth gradients of an 8-bit one).
 - Colour: YUV is limited range. Where the stream carries colour tags (mp4, mov, Matroska, and H.264/HEVC
   streams in any container) it is tagged with the source's matrix/primaries/transfer and converted with its
   matrix, BT.709 when unknown. y4m, NUT and bare raw frames carry no matrix: there the source's matrix is
@@ -265,6 +268,8 @@ def plan_output(muxer: str | None, info: VideoInfo, options: OutputOptions, targ
     codecs = available_codecs()
     video_codecs = ", ".join(c for c in codecs if c != "png")
     codec = options.codec or _default_codec(muxer, options.lossless)
+    if options.codec is None and not options.lossless and deep:  # the default stays unless it cannot go deeper
+        codec = _deep_codec(muxer, codec)
     if codec not in codecs:
         raise PahsError(
             f"expected a codec this FFmpeg encodes ({', '.join(codecs)}), found {codec!r}; choose one of those"
@@ -287,6 +292,10 @@ def plan_output(muxer: str | None, info: VideoInfo, options: OutputOptions, targ
             "holds YUV only (converting RGB to YUV rounds); choose one of those or drop lossless"
         )
     pix_fmt = options.pix_fmt or _default_pix_fmt(muxer, codec, info, options.lossless)
+    if options.pix_fmt is None and _writes_yuv(muxer, codec, options.lossless):
+        note = _source_yuv(muxer, codec, info)[1]  # what the source loses, if it loses anything
+        if note is not None:
+            warnings.warn(note, stacklevel=2)
     _check_pix_fmt(codec, pix_fmt, None)
     if options.lossless and not _is_rgb(pix_fmt):
         rgb = ", ".join(p for p in pixel_formats(codec) if _is_rgb(p))
@@ -344,16 +353,94 @@ def _default_codec(muxer: str, lossless: bool) -> str:
 
 def _default_pix_fmt(muxer: str, codec: str, info: VideoInfo, lossless: bool) -> str:
     deep = info.bit_depth > 8
-    yuv = "yuv444p" if info.width % 2 or info.height % 2 else "yuv420p"  # 4:2:0 needs even sizes
-    if codec in _RAW:
-        if lossless or muxer == "rawvideo":
-            return "rgb48le" if deep else "rgb24"
-        return f"{yuv}10le" if deep else yuv
+    if _writes_yuv(muxer, codec, lossless):
+        return _source_yuv(muxer, codec, info)[0]
     if codec == "ffv1":
         return "gbrp16le" if deep else "bgr0"
-    if codec == "libx264rgb":
-        return "rgb24"
-    return yuv
+    return "rgb48le" if deep and codec in _RAW else "rgb24"  # raw RGB, libx264rgb
+
+
+def _writes_yuv(muxer: str, codec: str, lossless: bool) -> bool:
+    """Whether ``codec`` writes YUV by default in ``muxer`` (lossless output, ffv1, libx264rgb and bare raw
+    frames are RGB)."""
+    return not lossless and codec not in ("ffv1", "libx264rgb") and not (codec in _RAW and muxer == "rawvideo")
+
+
+_CHROMA = {(True, True): "4:2:0", (True, False): "4:2:2", (False, False): "4:4:4"}  # (halves W, halves H) ->
+
+
+def _chroma(pix_fmt: str | None) -> str | None:
+    """ "4:2:0", "4:2:2" or "4:4:4" for a YUV pixel format; None for RGB, grey, or one FFmpeg does not know."""
+    import av
+
+    try:
+        fmt = av.VideoFormat(pix_fmt) if pix_fmt else None
+    except (ValueError, TypeError, av.error.FFmpegError):
+        return None
+    if fmt is None or fmt.is_rgb or len(fmt.components) < 3:
+        return None
+    return _CHROMA.get(_subsampling(pix_fmt))  # type: ignore[arg-type]
+
+
+@cache
+def _source_yuv(muxer: str, codec: str, info: VideoInfo) -> tuple[str, str | None]:
+    """The YUV format ``codec`` writes by default in ``muxer``: the source's chroma (4:2:0 for RGB and grey
+    sources; 4:4:4 where an odd size rules subsampling out) at the source's bit depth, or the nearest deeper one
+    the codec has; else the closest it has, and a line saying what is lost and how to keep it (None: nothing)."""
+    source = _chroma(info.pix_fmt)
+    chroma = source or "4:2:0"
+    if (chroma != "4:4:4" and info.width % 2) or (chroma == "4:2:0" and info.height % 2):
+        chroma = "4:4:4"
+    offered = [p for p in pixel_formats(codec, muxer) if _chroma(p)]
+    if not offered:
+        return "yuv444p" if chroma == "4:4:4" else "yuv420p", None  # checked (and refused) by plan_output
+    pick = min(offered, key=lambda p: _rank(p, chroma, info.bit_depth))
+    lost = []
+    if _depth(pick) < info.bit_depth:
+        lost.append(f"{info.bit_depth} to {_depth(pick)} bits")
+    if source is not None and _CHROMA_ORDER.index(_chroma(pick)) < _CHROMA_ORDER.index(chroma):  # type: ignore[arg-type]
+        lost.append(f"{chroma} to {_chroma(pick)} chroma")
+    if not lost:
+        return pick, None
+    keep = next(
+        (
+            f"--codec {c} --pix-fmt {p}"
+            for c in available_codecs()
+            if c not in ("png", codec)
+            for p in pixel_formats(c, muxer)
+            if _chroma(p) == chroma and _depth(p) >= info.bit_depth
+        ),
+        None,
+    )
+    how = keep or f"an .mkv with --codec ffv1 --pix-fmt {_KEEP_IN_FFV1.get(chroma, 'yuv444p16le')}"
+    note = (
+        f"{_NAMES.get(codec, codec)} writes the source's {info.pix_fmt} as {pick} ({', '.join(lost)}); {how} keeps it"
+    )
+    return pick, note
+
+
+_CHROMA_ORDER = ("4:2:0", "4:2:2", "4:4:4")  # less colour resolution first
+_KEEP_IN_FFV1 = {"4:2:0": "yuv420p16le", "4:2:2": "yuv422p16le", "4:4:4": "yuv444p16le"}
+
+
+def _rank(pix_fmt: str, chroma: str, depth: int) -> tuple[bool, bool, int]:
+    """Sort key of a candidate format for a source of ``chroma`` and ``depth`` bits: its chroma first, then the
+    shallowest depth that holds the source's, else the deepest there is."""
+    bits = _depth(pix_fmt)
+    return _chroma(pix_fmt) != chroma, bits < depth, bits - depth if bits >= depth else -bits
+
+
+def _deep_codec(muxer: str, codec: str) -> str:
+    """``codec``, unless it writes 8 bits only in ``muxer`` (an x264 built without 10-bit): then the first offered
+    codec that writes more, so that a deep source keeps its depth by default."""
+
+    def deep(c: str) -> bool:
+        return any(_depth(p) > 8 for p in pixel_formats(c, muxer) if _chroma(p))
+
+    if deep(codec):
+        return codec
+    others = (c for c in available_codecs() if c not in ("png", "libx264rgb", *_RAW))
+    return next((c for c in others if deep(c)), codec)
 
 
 def _codec_options(codec: str, options: OutputOptions) -> dict[str, str]:

@@ -36,12 +36,13 @@ Decisions:
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import stat
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -584,9 +585,51 @@ class FrameReader:
         self.close()
 
 
+def check_input(source: str | Path) -> None:
+    """A local ``source`` exists and can be read (a folder: listed), or a one-line error; standard input and
+    URLs are left to :func:`open_input`. Cheap: `pahs-run` calls it before the engine opens."""
+    if source_kind(source) != "path":
+        return
+    path = Path(source)
+    if not path.exists():
+        raise PahsError(f"expected a video file or frame folder, found nothing at {path}; check the path")
+    if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+        raise PahsError(
+            f"expected a readable video file or frame folder, found {path} not readable; check its permissions"
+        )
+
+
+def declared_size(source: str | Path) -> tuple[int, int] | None:
+    """The frame size (width, height) a local video file's container declares, read from its header without
+    decoding a frame; None for folders, streams, URLs, or a file that declares none or does not open
+    (:func:`open_input` then says why)."""
+    path = Path(source)
+    if source_kind(source) != "path" or not path.is_file():  # a FIFO or device is read once: not probed
+        return None
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return None
+            context = container.streams.video[0].codec_context
+            return (context.width, context.height) if context.width and context.height else None
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError, OSError):
+        return None
+
+
+def is_pattern(text: str) -> bool:
+    """Whether an input is a pattern for pahs to expand: glob characters in a local path that does not exist."""
+    return source_kind(text) == "path" and glob.has_magic(text) and not os.path.lexists(text)
+
+
+def is_batch(inputs: Sequence[str]) -> bool:
+    """Several inputs, or a pattern: a batch (``-o`` is a folder; existing outputs are skipped)."""
+    return len(inputs) > 1 or any(is_pattern(i) for i in inputs)
+
+
 def open_input(source: str | Path) -> FrameReader:
     """Open a video file, a folder of image frames, standard input (``-``) or a URL for reading (see the module
     docstring)."""
-    if source_kind(source) == "path" and not Path(source).exists():
-        raise PahsError(f"expected a video file or frame folder, found nothing at {Path(source)}; check the path")
+    check_input(source)
     return FrameReader(source)

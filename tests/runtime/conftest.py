@@ -98,3 +98,20 @@ def artifact(tmp_path_factory, checkpoint) -> Path:
 
     model, source = resolve_model(checkpoint)
     return artifact_from_model(model, tmp_path_factory.mktemp("onnx") / "art", source=source)
+
+
+@pytest.fixture(scope="session")
+def int8_tensorrt_artifact(tmp_path_factory, checkpoint) -> Path:
+    """INT8 graphs in TensorRT's conventions (`pahs-export onnx --precision int8`'s default target), calibrated on
+    a tiny set (min-max) to keep the export short."""
+    from calibration.data import CalibrationSet
+    from pahs_export.onnx_export import artifact_from_model
+    from pahs_export.precision import Int8Options
+    from pahs_export.weights import resolve_model
+
+    model, source = resolve_model(checkpoint)
+    tiny = CalibrationSet(clips=1, frames=3, size=48)
+    return artifact_from_model(
+        model, tmp_path_factory.mktemp("onnx-int8") / "art", source=source, precision="int8",
+        int8=Int8Options(target="tensorrt", method="minmax"), calibration=tiny,
+    )  # fmt: skip

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import make_folder
+from conftest import make_folder, make_video
 
 from runtime.constants import BACKENDS, default_onnx_backend
 from runtime.engines import OPENERS
@@ -48,6 +48,33 @@ def test_importing_the_command_loads_nothing_heavy():
 def test_help_version_and_usage_errors_load_nothing_heavy(args, status):
     loaded, result = loaded_after(f"from pahs.cli.run import main\nstatus = main({args!r})\nassert status == {status}")
     assert loaded == set(), result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("mistake", "error"),
+    [
+        (["missing.mp4"], "found nothing at missing.mp4; check the path"),
+        (["in.mp4", "-o", "taken.mp4"], "found taken.mp4 already there; pass --overwrite"),
+        (["in.mp4", "--max-pixels", "1000"], "at most 1,000 pixels (--max-pixels), found 64x48"),
+        (["in.mp4", "--chunk", "0"], "expected --chunk of at least 1, found 0"),
+        (["in.mp4", "--lookahead", "5000"], "expected --lookahead from 0 to 1000"),
+        (["in.mp4", "-o", "out.mp4", "--compare", "out.mp4"], "expected --compare and -o to name different"),
+        (["in.mp4", "-o", "out.mp4", "--codec", "png"], "found png, which is for folders of frames"),
+    ],
+    ids=["missing-input", "existing-output", "max-pixels", "chunk", "lookahead", "compare-is-output", "codec"],
+)
+def test_mistakes_the_engine_is_not_needed_for_are_found_before_it_opens(tmp_path, monkeypatch, mistake, error):
+    """A typo in the input, an output already there, an option value, or a frame the container declares larger
+    than --max-pixels: one line, before the engine opens (no backend line, no torch: a fraction of a second
+    rather than the 5-8 s of opening it)."""
+    monkeypatch.chdir(tmp_path)
+    make_video(tmp_path / "in.mp4", n=2, width=64, height=48)
+    (tmp_path / "taken.mp4").write_bytes(b"")
+    loaded, result = loaded_after(f"from pahs.cli.run import main\nassert main({mistake!r}) == 2")
+    assert loaded == set(), result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pahs-run: error: ") and error in lines[0], result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "taken.mp4"]  # nothing written
 
 
 def test_a_run_over_an_onnx_artifact_loads_no_exporter(tmp_path, artifact):

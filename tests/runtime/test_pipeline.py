@@ -240,3 +240,16 @@ def test_each_message_is_printed_once_when_a_library_configured_the_root_logger(
     assert result.returncode == 0, result.stderr
     assert ":pahs:" not in result.stderr, result.stderr
     assert sum(line.startswith("pahs-run: writing mp4") for line in result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_a_10_bit_hevc_source_stays_10_bit_by_default(tmp_path, checkpoint):
+    """mp4 and mkv outputs keep the source's depth and chroma with the default codec (libx264), as a pipe did."""
+    if "libx265" not in av.codecs_available:
+        pytest.skip("this FFmpeg has no libx265 to make the source with")
+    src = make_video(tmp_path / "in.mkv", n=3, width=64, height=48, codec="libx265", pix_fmt="yuv420p10le")
+    backend = open_backend(checkpoint)
+    for name in ("out.mp4", "out.mkv"):
+        run_video(src, str(tmp_path / name), backend, QUIET)
+        with av.open(str(tmp_path / name)) as c:
+            context = c.streams.video[0].codec_context
+            assert (context.name, context.pix_fmt) == ("h264", "yuv420p10le"), name

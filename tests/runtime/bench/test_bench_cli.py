@@ -95,3 +95,23 @@ def test_renamed_variant_is_refused_with_the_list(capsys):
     err = capsys.readouterr().err
     assert status == 2 and len(err.splitlines()) == 1
     assert "'onnxruntime-int8-cpu' is not one of" in err and "'onnxruntime-int8-tensorrt'" in err
+
+
+def test_each_row_reaches_a_log_as_its_variant_finishes(tmp_path):
+    """stderr piped, as in a log or CI: the first variant's row arrives while the next one is still measured
+    (its ONNX export alone takes seconds), not with the table at the end."""
+    import subprocess
+    import sys
+
+    code = "import sys; from pahs.cli.bench import main; sys.exit(main())"
+    args = [*TINY, "--backends", "torch", "--backends", "onnxruntime-fp32"]
+    with subprocess.Popen(
+        [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    ) as bench:
+        assert bench.stderr is not None
+        first = bench.stderr.readline()
+        running = bench.poll() is None
+        rest, _ = bench.communicate(timeout=300)
+    assert first.startswith("pahs-t 32x32 torch ") and "frames/s" in first, first
+    assert running, "the first row came only when the bench ended"
+    assert bench.returncode == 0 and "onnxruntime-fp32" in rest

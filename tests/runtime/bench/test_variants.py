@@ -113,6 +113,13 @@ def test_other_engines_add_named_variants(artifact, checkpoint):
     assert plan[name].engine == onnx
 
 
+def test_an_int8_engine_in_tensorrt_conventions_is_benched_where_pahs_run_runs_it(monkeypatch, int8_tensorrt_artifact):
+    """Its variant is the backend `pahs-run` picks for it: onnxruntime, even where openvino is the fastest."""
+    monkeypatch.setattr("runtime.engines.default_onnx_backend", lambda device=None: "openvino")
+    plan = plan_variants(["torch"], [Engine.read(int8_tensorrt_artifact)])
+    assert list(plan) == ["torch", f"onnxruntime-int8 ({int8_tensorrt_artifact.name})"]
+
+
 def test_tensorrt_without_cuda_is_skipped_first(tmp_path, monkeypatch):
     """Without CUDA every CUDA variant is skipped with the same reason, even one that has its engine."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -261,13 +261,79 @@ def test_10_bit_output_keeps_more_than_8_bits(tmp_path):
         error[codec, pix_fmt] = float(np.abs(read_all(out)[1][0].image - smooth).mean())
     eight = error["libx264", "yuv420p"]
     assert error["libx264", "yuv420p10le"] < eight / 2 and error["libx265", "yuv420p10le"] < eight / 2
-    data, line = to_pipe(deep, [smooth])  # y4m: 10-bit by default for deep sources
+    data, line = to_pipe(replace(deep, bit_depth=10), [smooth])  # y4m: the source's 10 bits by default
     assert b" C420p10 " in data.split(b"\n")[0] and "yuv420p10le" in line
     eight_bit = tmp_path / "eight.mkv"
     make_clip(eight_bit, n=2)
     copy(eight_bit, tmp_path / "ten.mkv", codec="libx265", pix_fmt="yuv420p10le")  # 10-bit from 8 bits too
     with av.open(str(tmp_path / "ten.mkv")) as c:
         assert c.streams.video[0].codec_context.pix_fmt == "yuv420p10le"
+
+
+@pytest.mark.parametrize(
+    ("source", "suffix", "expected"),
+    [
+        (("libx265", "yuv420p10le"), ".mp4", "yuv420p10le"),  # 10-bit HEVC: was 8-bit yuv420p
+        (("libx265", "yuv420p10le"), ".mkv", "yuv420p10le"),
+        (("libx264", "yuv422p10le"), ".mp4", "yuv422p10le"),
+        (("libx264", "yuv444p"), ".mkv", "yuv444p"),
+        (("libx264", "yuv420p"), ".mp4", "yuv420p"),
+        (("libx265", "yuv420p10le"), ".y4m", "yuv420p10le"),
+    ],
+)
+def test_outputs_keep_the_sources_depth_and_chroma_by_default(tmp_path, source, suffix, expected):
+    """The default codec (libx264; raw frames in y4m) stays, at the source's depth and chroma, silently."""
+    import warnings
+
+    codec, pix_fmt = source
+    if codec not in av.codecs_available:
+        pytest.skip(f"this FFmpeg has no {codec}")
+    make_clip(tmp_path / "src.mkv", n=2, codec=codec, pix_fmt=pix_fmt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is lost, so nothing is said
+        copy(tmp_path / "src.mkv", tmp_path / f"out{suffix}")
+    with av.open(str(tmp_path / f"out{suffix}")) as c:
+        context = c.streams.video[0].codec_context
+        assert context.pix_fmt == expected
+        assert context.name == ("rawvideo" if suffix == ".y4m" else "h264")
+
+
+def test_what_the_codec_cannot_keep_is_said_with_what_keeps_it(tmp_path):
+    """12 bits: libx264 (the default) writes 10 and says so, naming the codec that keeps 12."""
+    if "libx265" not in av.codecs_available:
+        pytest.skip("this FFmpeg has no libx265")
+    make_clip(tmp_path / "src.mkv", n=2, codec="libx265", pix_fmt="yuv420p12le")
+    with pytest.warns(UserWarning) as said:
+        copy(tmp_path / "src.mkv", tmp_path / "out.mp4")
+    (note,) = [str(w.message) for w in said]
+    assert note == (
+        "libx264 writes the source's yuv420p12le as yuv420p10le (12 to 10 bits); --codec libx265 --pix-fmt "
+        "yuv420p12le keeps it"
+    )
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        assert c.streams.video[0].codec_context.pix_fmt == "yuv420p10le"
+
+
+def test_a_default_codec_without_deep_formats_gives_way(monkeypatch):
+    """An x264 built for 8 bits only: a 10-bit source goes to the first codec that keeps its depth."""
+    from runtime.io import encoding
+
+    if "libx265" not in av.codecs_available:
+        pytest.skip("this FFmpeg has no libx265")
+    real = encoding.pixel_formats
+
+    def eight_bit_x264(codec: str, container: str | None = None) -> tuple[str, ...]:
+        return tuple(p for p in real(codec, container) if codec != "libx264" or encoding._depth(p) == 8)
+
+    monkeypatch.setattr(encoding, "pixel_formats", eight_bit_x264)
+    encoding._source_yuv.cache_clear()
+    try:
+        ten = replace(INFO, bit_depth=10, pix_fmt="yuv420p10le")
+        plan = encoding.plan_output("mp4", ten, OutputOptions(), "out.mp4")
+        assert (plan.codec, plan.pix_fmt) == ("libx265", "yuv420p10le")
+        assert encoding.plan_output("mp4", INFO, OutputOptions(), "out.mp4").codec == "libx264"  # 8 bits: stays
+    finally:
+        encoding._source_yuv.cache_clear()
 
 
 def test_hevc_in_mp4_is_tagged_hvc1_with_valid_decode_timestamps(tmp_path):
