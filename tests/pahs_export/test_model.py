@@ -173,7 +173,7 @@ def test_bad_lookahead_gives_clear_error(bidir, lookahead):
 
 
 def test_unknown_preset():
-    with pytest.raises(PahsError, match=r"unknown preset 'pahs-xl'.*pahs, pahs-s, pahs-t"):
+    with pytest.raises(PahsError, match=r"unknown preset 'pahs-xl'.*pahs, pahs-s, pahs-t, pahs-tw"):
         build_model("pahs-xl")
 
 

@@ -298,7 +298,7 @@ MANIFEST_CASES = {
     "precision fp8": (_set("precision", "fp8"), "expected 'precision' among fp32, fp16, int8"),
     "precision a list": (_set("precision", ["fp32"]), "expected 'precision' among fp32, fp16, int8"),
     "direction a list": (_set("direction", ["bidirectional"]), "expected 'direction' bidirectional or"),
-    "preset unknown": (_set("preset", "pahs-xl"), "expected 'preset' among pahs, pahs-s, pahs-t"),
+    "preset unknown": (_set("preset", "pahs-xl"), "expected 'preset' among pahs, pahs-s, pahs-t, pahs-tw"),
     "preset a number": (_set("preset", 3), "expected 'preset' to be str"),
     "graphs a list": (_set("graphs", ["fuse.onnx"]), "expected 'graphs' to be dict"),
     "graphs missing a role": (_set("graphs.fuse", _DROP), "expected graphs forward, backward, fuse"),
@@ -511,8 +511,8 @@ def test_nan_checkpoint_through_pahs_run(tmp_path, frames):
 @pytest.mark.parametrize(
     ("metadata", "message"),
     [
-        ({"preset": None}, "to name a preset among pahs, pahs-s, pahs-t, found None"),
-        ({"preset": "pahs-xl"}, "to name a preset among pahs, pahs-s, pahs-t, found 'pahs-xl'"),
+        ({"preset": None}, "to name a preset among pahs, pahs-s, pahs-t, pahs-tw, found None"),
+        ({"preset": "pahs-xl"}, "to name a preset among pahs, pahs-s, pahs-t, pahs-tw, found 'pahs-xl'"),
         ({"bidirectional": None}, 'to say bidirectional "true" or "false", found None'),
         ({"bidirectional": "yes"}, 'to say bidirectional "true" or "false", found \'yes\''),
     ],
