@@ -53,7 +53,7 @@ PRESETS: dict[str, Preset] = {
         Preset("pahs", 192, description="the paper's PAHS (c=192)", paper_params=21.0),
         Preset("pahs-s", 92, description="the paper's PAHS-S (c=92)", paper_params=4.8),
         Preset("pahs-t", 48, description="tiny model for usable CPU inference (c=48)"),
-        Preset("pahs-tw", 56, description="pahs-t widened (c=56): its weights start from pahs-t's"),
+        Preset("pahs-tw", 60, description="pahs-t widened (c=60): slower, for quality; starts from pahs-t weights"),
     )
 }
 
