@@ -17,13 +17,13 @@ import json
 from pathlib import Path
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", type=Path, help="run folders of pahs-train --val-suite")
     p.add_argument("--init", nargs="*", default=[], help="each run's starting checkpoint (scores step 0)")
     p.add_argument("--data", type=Path, help="the folder --val-suite was given (needed with --init)")
     p.add_argument("--json", type=Path, help="write the table as JSON")
-    return p.parse_args()
+    return p.parse_args(argv)
 
 
 def logged(run: Path) -> dict[int, dict]:
@@ -50,8 +50,8 @@ def step_zero(runs: list[Path], inits: list[str], data: Path) -> dict[str, dict]
     }
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     logs = {run.name: logged(run) for run in args.runs}
     steps = sorted(set.intersection(*(set(log) for log in logs.values())))
     table = {str(step): {name: log[step]["suite_gain"] for name, log in logs.items()} for step in steps}
