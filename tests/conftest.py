@@ -42,8 +42,10 @@ def _faulthandler_armed(request: pytest.FixtureRequest) -> None:
     """Before each test, give SIGSEGV, SIGABRT and SIGBUS back to pytest's faulthandler: ``ray.shutdown()`` (the
     cluster tests, in-process runs with --cluster) leaves them at their default actions, and a later crash then
     ended the run with no traceback. ``faulthandler.enable`` alone does nothing while it believes it is installed."""
-    from _pytest.faulthandler import fault_handler_stderr_fd_key  # pytest's duplicate of the real stderr
-
+    try:
+        from _pytest.faulthandler import fault_handler_stderr_fd_key  # pytest's duplicate of the real stderr
+    except ImportError:  # a pytest that keeps it elsewhere: no re-arming, the tests still run
+        return
     fd = request.config.stash.get(fault_handler_stderr_fd_key, None)
     if fd is not None:
         faulthandler.disable()
