@@ -56,10 +56,6 @@ def check_outputs(source: str | Path, output: str | None, compare: str | None) -
     """Refuse a ``--compare`` that names the same path as ``-o`` (the side-by-side would replace the restored
     video), or two outputs on standard output. The input itself as an output is refused by
     :func:`runtime.io.open_output`."""
-    if output is not None and compare is not None and output == compare:
-        raise PahsError(
-            f"expected --compare and -o to name different outputs, found both at {output}; choose another --compare"
-        )
     if output is not None and compare is not None and Path(output).resolve() == Path(compare).resolve():
         raise PahsError(
             f"expected --compare and -o to name different outputs, found both at {output}; choose another --compare"
