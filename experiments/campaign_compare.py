@@ -2,8 +2,9 @@
 
 Each run validates on the suite's fixed subset (`pahs-train --val-suite`) every `--val-every` steps and logs
 ``suite_gain`` (the mean of the rows' gains) and ``suite_rows`` to its ``log.jsonl``. This prints one row per
-validation step that every run reached, and with ``--data`` also step 0: the starting weights of each run
-(``--init``, in the run's own order) scored on the same subset.
+validation step that any run reached (a dash where a run did not: one capped earlier or still behind), and with
+``--data`` also step 0: the starting weights of each run (``--init``, in the run's own order) scored on the
+same subset.
 
     python experiments/campaign_compare.py RUNS/A-stage3 RUNS/B-shipped RUNS/C-wide \
         --init stage3.safetensors shipped.safetensors stage3.safetensors --data ../shared/data \
@@ -53,9 +54,9 @@ def step_zero(runs: list[Path], inits: list[str], data: Path) -> dict[str, dict]
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logs = {run.name: logged(run) for run in args.runs}
-    steps = sorted(set.intersection(*(set(log) for log in logs.values())))
-    table = {str(step): {name: log[step]["suite_gain"] for name, log in logs.items()} for step in steps}
-    rows = {str(step): {name: log[step]["suite_rows"] for name, log in logs.items()} for step in steps}
+    steps = sorted(set.union(*(set(log) for log in logs.values())))
+    table = {str(s): {name: log[s]["suite_gain"] for name, log in logs.items() if s in log} for s in steps}
+    rows = {str(s): {name: log[s]["suite_rows"] for name, log in logs.items() if s in log} for s in steps}
     if args.init:
         if args.data is None or len(args.init) != len(args.runs):
             raise SystemExit("expected --data and one --init checkpoint per run")
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     names = list(logs)
     print("step  " + "  ".join(f"{n:>12}" for n in names))
     for step, gains in table.items():
-        print(f"{step:>4}  " + "  ".join(f"{gains[n]:>+12.3f}" for n in names))
+        print(f"{step:>4}  " + "  ".join(f"{gains[n]:>+12.3f}" if n in gains else f"{'-':>12}" for n in names))
     if args.json:
         args.json.write_text(json.dumps({"suite_gain": table, "suite_rows": rows}, indent=1) + "\n")
 

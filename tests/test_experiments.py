@@ -5,6 +5,7 @@ broken unnoticed. Running them for real takes minutes to hours: that is not done
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -40,3 +41,21 @@ def test_experiment_imports_and_answers_help(path, capsys):
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: "), out
+
+
+def test_campaign_compare_shows_every_step_and_a_dash_where_a_run_stopped(tmp_path, capsys):
+    """A run capped earlier (item 5's wider preset stopped at its hour) must not hide the others' later steps."""
+    module = load(EXPERIMENTS / "campaign_compare.py")
+    for name, steps in {"A": (200, 400), "C": (200,)}.items():
+        run = tmp_path / name
+        run.mkdir()
+        records = [{"step": s, "suite_gain": s / 1000, "suite_rows": {"set8": s / 500}} for s in steps]
+        records.append({"step": 300, "stopped": "SIGTERM"})  # a stop carries no validation: not a row
+        (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    out_json = tmp_path / "table.json"
+    module.main([str(tmp_path / "A"), str(tmp_path / "C"), "--json", str(out_json)])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split() for line in lines[1:]] == [["200", "+0.200", "+0.200"], ["400", "+0.400", "-"]]
+    table = json.loads(out_json.read_text())
+    assert table["suite_gain"] == {"200": {"A": 0.2, "C": 0.2}, "400": {"A": 0.4}}
+    assert table["suite_rows"]["400"] == {"A": {"set8": 0.8}}
