@@ -2,7 +2,8 @@
 
 A run directory holds ``last.safetensors`` (weights, loadable by :func:`pahs_export.load_model`),
 ``train_state.pt`` (optimizer, step and RNG state, read with ``weights_only=True``), ``best.safetensors``
-(best validation PSNR) and ``log.jsonl`` (one JSON line per validation, and one per stop by a signal). Re-running
+(best validation PSNR) and ``log.jsonl`` (one JSON line per validation, and one per stop by a signal, with the
+seconds of this process and ``run_seconds``, the run's training time over all its processes). Re-running
 with ``--resume`` continues from the last saved step, bit-for-bit on the CPU. A termination signal checkpoints
 at the end of the step in progress, so a killed run loses at most one step.
 """
@@ -268,6 +269,9 @@ def _train_state_problem(path: Path) -> dict[str, Any] | str:
     for key, kind in TRAIN_STATE_TYPES.items():
         if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
             return f"no valid {key!r} entry"
+    seconds = state.get("run_seconds", 0.0)  # optional: states saved before it existed lack it
+    if isinstance(seconds, bool) or not isinstance(seconds, (float, int)) or not 0 <= seconds < math.inf:
+        return "no valid 'run_seconds' entry"
     try:
         config = TrainConfig(**(LEGACY_SETTINGS | state["config"]))
     except TypeError:  # unknown or missing settings
@@ -361,11 +365,12 @@ def train(
         # oneDNN's convolutions are fastest with channels_last weights (activations follow the weights' layout).
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
-    best = -math.inf
+    best, spent = -math.inf, 0.0
     if resume and state_path.is_file():
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
-        best = state["best"]
+        # a run saved before "run_seconds" existed: its earlier time is unknown, so none is logged
+        best, spent = state["best"], state.get("run_seconds")
 
     val = validation_clips(cfg)
     if cfg.val_suite is not None:
@@ -383,7 +388,7 @@ def train(
     # resume is exact from any step. A second signal ends the process at once, without a checkpoint.
     with termination_handlers():
         step = _train_steps(
-            cfg, model, optimizer, val, autocast, log, bar, out, step, last_step, best, started, running
+            cfg, model, optimizer, val, autocast, log, bar, out, step, last_step, best, started, spent, running
         )
         signum = interrupted()
     if bar:
@@ -411,10 +416,14 @@ def _train_steps(
     last_step: int,
     best: float,
     started: float,
+    spent: float | None,
     running: float | None,
 ) -> int:
     """Steps from ``step`` up to ``last_step`` (or a stop signal), validating and checkpointing every
-    ``cfg.val_every`` steps and at the last one; returns the step reached."""
+    ``cfg.val_every`` steps and at the last one; returns the step reached.
+
+    Each log record's ``seconds`` counts from this process's start; ``run_seconds`` adds the ``spent`` seconds of
+    the run's earlier processes (``--resume``), so it is the run's training time so far (None: unknown)."""
     device = next(model.parameters()).device
     state_path, last_path = out / "train_state.pt", out / "last.safetensors"
     for blurry, sharp in _batches(cfg, step):
@@ -435,6 +444,8 @@ def _train_steps(
         if not (validating or stopping):
             continue
         record = {"step": step, "loss": running, "lr": _lr_at(cfg, step), "seconds": time.monotonic() - started}
+        if spent is not None:
+            record["run_seconds"] = spent + record["seconds"]
         extra = {"train_step": str(step), "train_config": json.dumps(asdict(cfg))}
         if validating:
             clips, suite = val if isinstance(val, tuple) else (val, None)
@@ -458,6 +469,8 @@ def _train_steps(
         log.flush()
         save_checkpoint(model, last_path, extra=extra)
         state = {"config": asdict(cfg), "step": step, "optimizer": optimizer.state_dict(), "best": best}
+        if spent is not None:
+            state["run_seconds"] = spent + time.monotonic() - started
         torch.save({**state, "rng": torch.get_rng_state()}, state_path)
         if stopping:
             break

@@ -545,6 +545,13 @@ RESUME_STATES = {
         ),
         "settings that are not pahs-train's (colour)",
     ),
+    "run seconds not a number": (
+        lambda p: torch.save(
+            {"config": {}, "step": 1, "optimizer": {}, "rng": torch.get_rng_state(), "best": 0.0, "run_seconds": "1"},
+            p,
+        ),
+        "no valid 'run_seconds' entry",
+    ),
 }
 
 

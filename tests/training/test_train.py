@@ -55,6 +55,10 @@ def test_reproducible_and_resume_equals_one_run(tmp_path):
     train(TINY, tmp_path / "c", progress=False, stop_after=2)
     resumed = load_file(str(train(TINY, tmp_path / "c", progress=False, resume=True)))
     assert all(torch.equal(full[k], resumed[k]) for k in full)
+    # "seconds" restarts with each process; "run_seconds" goes on adding the run's earlier time
+    first, second = (json.loads(line) for line in (tmp_path / "c" / "log.jsonl").read_text().splitlines())
+    assert first["run_seconds"] == first["seconds"] > 0
+    assert second["run_seconds"] >= first["run_seconds"] + second["seconds"]
 
 
 # The signalled run of the test below, in a fresh interpreter: a signal sent to the process that ran the ~750 tests
@@ -194,10 +198,13 @@ def test_a_run_saved_before_a_setting_existed_resumes_with_the_value_it_used(tmp
     old = replace(TINY, max_motion=25.0)
     train(old, tmp_path / "run", progress=False, stop_after=1)
     state = torch.load(tmp_path / "run" / "train_state.pt", weights_only=True)
-    del state["config"]["max_motion"], state["config"]["loss"], state["config"]["warmup"]
+    del state["config"]["max_motion"], state["config"]["loss"], state["config"]["warmup"], state["run_seconds"]
     torch.save(state, tmp_path / "run" / "train_state.pt")
     assert load_train_state(tmp_path / "run" / "train_state.pt")["config"] == old
     train(old, tmp_path / "run", progress=False, resume=True)  # the same settings: accepted
+    # its earlier training time is unknown, so the resumed process logs none rather than a wrong one
+    last = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])
+    assert "run_seconds" not in last and last["step"] == old.steps
 
 
 def test_warmup_and_cosine_learning_rate():
