@@ -59,3 +59,42 @@ def test_campaign_compare_shows_every_step_and_a_dash_where_a_run_stopped(tmp_pa
     table = json.loads(out_json.read_text())
     assert table["suite_gain"] == {"200": {"A": 0.2, "C": 0.2}, "400": {"A": 0.4}}
     assert table["suite_rows"]["400"] == {"A": {"set8": 0.8}}
+
+
+def test_campaign_curve_sums_each_process_of_a_run_once(tmp_path, monkeypatch):
+    """Legacy logs (no ``run_seconds``): a record starts a new process when its seconds fell or rose too little
+    for the steps between; logs with ``run_seconds`` give the run's time directly."""
+    module = load(EXPERIMENTS / "campaign_curve.py")
+    monkeypatch.setattr(module, "CAMPAIGN", tmp_path)
+    logs = {
+        # one process to 400 (1000 s), one to 600 (its seconds fell), one to 800 (rose 250 s over 200 steps)
+        "legacy": [(200, 500.0), (400, 1000.0), (600, 400.0), (800, 650.0)],
+        "new": [(200, 500.0, 500.0), (400, 100.0, 600.0)],
+    }
+    for name, rows in logs.items():
+        (tmp_path / name).mkdir()
+        lines = [{"step": r[0], "seconds": r[1]} | ({"run_seconds": r[2]} if len(r) > 2 else {}) for r in rows]
+        (tmp_path / name / "log.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert [module.seconds_to("legacy", s) for s in (200, 400, 600, 800)] == [500, 1000, 1400, 2050]
+    assert module.seconds_to("legacy") == 2050 and module.seconds_to("new") == 600
+    with pytest.raises(SystemExit, match="expected a record of step 300"):
+        module.seconds_to("legacy", 300)
+    assert module.total_hours() == pytest.approx(2650 / 3600)
+
+
+def test_campaign_curve_last_doubling_interpolates_the_half_way_point():
+    module = load(EXPERIMENTS / "campaign_curve.py")
+    points = [{"hours": 0.0, "mean": 0.3}, {"hours": 2.0, "mean": 0.5}, {"hours": 4.0, "mean": 0.56}]
+    half, end, added = module.last_doubling(points)
+    assert (half, end) == (2.0, 4.0) and added == pytest.approx(0.06)
+    half, end, added = module.last_doubling(points[:1] + points[2:])  # 2 h lies between 0 h and 4 h
+    assert added == pytest.approx(0.56 - 0.43)
+    assert module.last_doubling(points[2:]) is None  # nothing trained half as long to compare with
+
+
+def test_campaign_curve_reads_every_committed_report_and_log(capsys):
+    """The committed results name every checkpoint's report and every run's steps the curve uses."""
+    module = load(EXPERIMENTS / "campaign_curve.py")
+    module.main([])
+    out = capsys.readouterr().out
+    assert all(c.label in out for c in module.CHECKPOINTS) and "last doubling on the main line" in out
