@@ -46,11 +46,16 @@ class Checkpoint:
 
 CHECKPOINTS = (
     Checkpoint("stage 3 (start of A, C)", (), "suite-pahs-t-stage3.json"),
-    Checkpoint("stage 4b, shipped (start of B)", (), "suite-pahs-t-stage4b.json", main_line=False),
+    Checkpoint("stage 4b, shipped before E (start of B)", (), "suite-pahs-t-stage4b.json", main_line=False),
     Checkpoint("A, step 1000", (("A-stage3", 1000),), "campaign2/suite-A-stage3-step1000.json"),
     Checkpoint("B, step 1000", (("B-shipped", 1000),), "campaign2/suite-B-shipped-step1000.json", main_line=False),
     Checkpoint(
         "D: A@1600, annealed 400", (("A-stage3", 1600), ("D-anneal", 400)), "campaign2/suite-D-anneal-step400.json"
+    ),
+    Checkpoint(
+        "E: D, then 1400 steps (shipped)",
+        (("A-stage3", 1600), ("D-anneal", 400), ("E-rebal", 1400)),
+        "campaign2/suite-E-rebal-step1400.json",
     ),
 )
 
@@ -125,10 +130,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", type=Path, help="write the curve as JSON")
     args = p.parse_args(argv)
     points = curve()
-    print(f"{'checkpoint':<34}{'hours':>6}{'steps':>7}{'mean':>7}" + "".join(f"{r:>10}" for r in ROWS))
+    print(f"{'checkpoint':<42}{'hours':>6}{'steps':>7}{'mean':>7}" + "".join(f"{r:>10}" for r in ROWS))
     for pt in points:
         print(
-            f"{pt['label']:<34}{pt['hours']:>6.2f}{pt['steps']:>7}{pt['mean']:>+7.2f}"
+            f"{pt['label']:<42}{pt['hours']:>6.2f}{pt['steps']:>7}{pt['mean']:>+7.2f}"
             + "".join(f"{pt[r]:>+10.2f}" for r in ROWS)
         )
     doubling = last_doubling([pt for pt in points if pt["main_line"]])
