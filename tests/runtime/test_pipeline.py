@@ -154,7 +154,13 @@ def test_tiny_frames_refused_and_16_accepted(tmp_path, artifact):
 def test_interrupted_run_leaves_nothing(tmp_path, artifact, sig):
     # long enough that a fast CPU is still inside the run when the signal comes (400 frames was not, on AMX)
     src = make_video(tmp_path / "in.mp4", n=1200, width=128, height=96)
-    code = "import sys; from pahs.cli.run import main; sys.argv[0] = 'pahs-run'; sys.exit(main())"
+    # Ctrl-C as a terminal delivers it: to a process whose SIGINT is not ignored. Tests started in the background
+    # of a non-interactive shell (`nohup ... &`) inherit SIGINT ignored, and pahs-run rightly keeps an inherited
+    # ignore (pahs_export.signals), so the child restores Python's default handler first, as a terminal's has it.
+    code = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from pahs.cli.run import main; sys.argv[0] = 'pahs-run'; sys.exit(main())"
+    )
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(src), "--engine", str(artifact), "-o", str(tmp_path / "out.mp4"), "-q"],
         stdout=subprocess.PIPE,
