@@ -57,6 +57,16 @@ CHECKPOINTS = (
         (("A-stage3", 1600), ("D-anneal", 400), ("E-rebal", 1400)),
         "campaign2/suite-E-rebal-step1400.json",
     ),
+    Checkpoint(
+        "G: E, then 1200 steps (not shipped)",
+        (("A-stage3", 1600), ("D-anneal", 400), ("E-rebal", 1400), ("G-lowlr", 1200)),
+        "campaign2/suite-G-lowlr-step1200.json",
+    ),
+    Checkpoint(  # the mean of E@1400 and G@1200 (training.average): trained as long as G@1200
+        "mean of E@1400 and G@1200 (not shipped)",
+        (("A-stage3", 1600), ("D-anneal", 400), ("E-rebal", 1400), ("G-lowlr", 1200)),
+        "campaign2/suite-avg-E1400-G1200.json",
+    ),
 )
 
 
