@@ -28,7 +28,7 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 CAMPAIGN = RESULTS / "campaign2"
 # Legacy logs: a record whose seconds rose by less than this per step since the previous one began a new process.
-# Every campaign-2 log so far comes from the 2-core AVX2 EPYC, where a pahs-t step takes 2.3 s at best (pahs-tw
+# Every log without run_seconds (A-F) comes from the 2-core AVX2 EPYC, where a pahs-t step takes 2.3 s at best (pahs-tw
 # 1.44x) and a new process's first record rose by at most 0.95 s per step over the previous process's last.
 MIN_SECONDS_PER_STEP = 1.5
 ROWS = ("x4k", "set8", "davis", "set14", "synthetic")
