@@ -55,10 +55,7 @@ class TrainConfig:
     lr: float = 3e-4  # initial Adam learning rate (paper: 1e-4); cosine decay to 1% over the run
     lookahead: int | None = DEFAULT_LOOKAHEAD  # backward window while training (the reference model's semantics)
     seed: int = 0  # everything random derives from this
-    # Start from these weights instead of from scratch (a narrower preset's are widened). A run folder gives its
-    # last.safetensors and its Adam moments (train_state.pt): a warm restart under this run's schedule and data,
-    # without the dip fresh moments cause (see init_sources).
-    init: str | None = None
+    init: str | None = None  # start from these weights instead of from scratch (a narrower preset's are widened)
     # Training data beside the procedural synthetic clips: folders, each "DIR" or "DIR:WEIGHT" (the share of
     # training clips cut from it; see data_sources). Empty: synthetic clips only. A str is one folder.
     data: tuple[str, ...] = ()
@@ -282,39 +279,6 @@ def _train_state_problem(path: Path) -> dict[str, Any] | str:
     return {**state, "config": config}
 
 
-def init_sources(init: str) -> tuple[Path, Path | None]:
-    """The weights ``--init`` names and the ``train_state.pt`` whose Adam moments go with them (None: fresh ones).
-
-    A checkpoint file starts the optimizer afresh. A run folder (pahs-train's ``--output``) starts from its
-    ``last.safetensors`` with the moments saved beside them: fresh Adam moments normalise every weight's first
-    updates to about the learning rate, and continued runs lost 0.09-0.17 dB on the validation subset for their
-    first 600-1000 steps that way (docs/TRAINING.md).
-    """
-    path = Path(init)
-    if not path.is_dir():
-        return path, None
-    weights, state = path / "last.safetensors", path / "train_state.pt"
-    if not (weights.is_file() and state.is_file()):
-        raise PahsError(
-            f"expected a run folder with last.safetensors and train_state.pt for --init {init}, found "
-            f"{', '.join(sorted(p.name for p in path.iterdir())) or 'an empty folder'}; pass a checkpoint file to "
-            "start with fresh optimizer moments"
-        )
-    return weights, state
-
-
-def _warm_moments(state_path: Path, preset: str) -> dict[str, Any]:
-    """The optimizer state of the run whose ``train_state.pt`` this is, checked to fit ``preset``'s weights."""
-    state = load_train_state(state_path)
-    if state["config"].preset != preset:
-        raise PahsError(
-            f"expected a run of --preset {preset} to warm-restart from, found one of {state['config'].preset} in "
-            f"{state_path.parent}; its Adam moments fit only its own weights: pass its last.safetensors to --init "
-            "to start with fresh ones"
-        )
-    return state["optimizer"]
-
-
 def uses_bf16(cfg: TrainConfig, device: torch.device) -> bool:
     """Whether training autocasts to bf16: ``cfg.amp`` on CUDA, or on a CPU whose oneDNN has native bf16."""
     if not cfg.amp:
@@ -373,7 +337,7 @@ def train(
     device = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)
 
-    step, moments = 0, None
+    step = 0
     if resume and state_path.is_file():
         state = load_train_state(state_path)
         saved = state["config"]
@@ -386,10 +350,7 @@ def train(
         model = load_model(last_path, preset=cfg.preset).to(device)
         step = state["step"]
     elif cfg.init is not None:
-        weights, moments_path = init_sources(cfg.init)
-        if moments_path is not None:
-            moments = _warm_moments(moments_path, cfg.preset)
-        model = load_model(weights, bidirectional=True)
+        model = load_model(cfg.init, bidirectional=True)
         if model.preset.name != cfg.preset:  # a narrower preset's weights start a wider one, same function
             model = widen_model(model, get_preset(cfg.preset))
         model = model.to(device)
@@ -410,8 +371,6 @@ def train(
         torch.set_rng_state(state["rng"])
         # a run saved before "run_seconds" existed: its earlier time is unknown, so none is logged
         best, spent = state["best"], state.get("run_seconds")
-    elif moments is not None:  # a warm restart: the moments continue; every step's rate is this run's (_lr_at)
-        optimizer.load_state_dict(moments)
 
     val = validation_clips(cfg)
     if cfg.val_suite is not None:

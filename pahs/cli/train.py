@@ -91,13 +91,7 @@ def train(
     lookahead: Annotated[Optional[int], _opt("lookahead", "Backward window while training")] = None,
     seed: Annotated[Optional[int], _opt("seed", "Seed of everything random")] = None,
     init: Annotated[
-        Optional[str],
-        _opt(
-            "init",
-            "Start from this checkpoint (fine-tune), or from a run folder's last weights with its Adam moments "
-            "(a warm restart under this run's schedule)",
-            "none: from random weights",
-        ),
+        Optional[str], _opt("init", "Start from this checkpoint (fine-tune)", "none: from random weights")
     ] = None,
     data: DataOpt = None,
     layout: LayoutOpt = None,
@@ -134,14 +128,14 @@ def train(
     """Train a model; the run folder's last.safetensors is a checkpoint for `pahs-export onnx --checkpoint`."""
     given = {name: values_of(value) if isinstance(value, list) else value_of(value) for name, value in locals().items()}
     changes = {f.name: given[f.name] for f in fields(TrainConfig) if given.get(f.name) is not None}
-    from training.train import TrainingStopped, init_sources, load_train_state
+    from training.train import TrainingStopped, load_train_state
     from training.train import train as run_training
 
     state = out / "train_state.pt"
     base = load_train_state(state)["config"] if resume and state.is_file() else DEFAULTS
     cfg = replace(base, **changes)
     if cfg.init is not None and "preset" not in changes and base is DEFAULTS:  # --init's preset unless told
-        cfg = replace(cfg, preset=read_metadata(init_sources(cfg.init)[0])["preset"])
+        cfg = replace(cfg, preset=read_metadata(cfg.init)["preset"])
     try:
         path = run_training(cfg, out, resume=resume, progress=not quiet, stop_after=stop_after)
     except TrainingStopped as e:  # checkpointed: not an error, but not finished either (128 + signal, as a shell)

@@ -207,49 +207,6 @@ def test_a_run_saved_before_a_setting_existed_resumes_with_the_value_it_used(tmp
     assert "run_seconds" not in last and last["step"] == old.steps
 
 
-def _adam_steps(run) -> set[float]:
-    """The step counts in the Adam state a run saved (one per weight tensor)."""
-    state = torch.load(run / "train_state.pt", weights_only=True)["optimizer"]["state"]
-    return {float(s["step"]) for s in state.values()}
-
-
-def test_init_from_a_run_folder_continues_its_adam_moments(tmp_path):
-    train(TINY, tmp_path / "first", progress=False)
-    assert _adam_steps(tmp_path / "first") == {4.0}
-    warm = replace(TINY, steps=2, lr=1e-4, seed=3, init=str(tmp_path / "first"))
-    train(warm, tmp_path / "warm", progress=False)
-    # the moments went on from the first run's 4 steps: 2 more, not 2 from nothing
-    assert _adam_steps(tmp_path / "warm") == {6.0}
-    cold = replace(warm, init=str(tmp_path / "first" / "last.safetensors"))
-    train(cold, tmp_path / "cold", progress=False)
-    assert _adam_steps(tmp_path / "cold") == {2.0}
-    a, b = (load_file(str(tmp_path / run / "last.safetensors")) for run in ("warm", "cold"))
-    assert any(not torch.equal(a[k], b[k]) for k in a)  # same weights, data and rates: only the moments differ
-    # and the warm run resumes like any other
-    train(warm, tmp_path / "warm2", progress=False, stop_after=1)
-    resumed = load_file(str(train(warm, tmp_path / "warm2", progress=False, resume=True)))
-    assert all(torch.equal(a[k], resumed[k]) for k in a)
-
-
-def test_init_from_a_folder_that_is_not_a_run_or_of_another_preset(tmp_path):
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(PahsError, match=r"expected a run folder with last\.safetensors and train_state\.pt"):
-        train(replace(TINY, init=str(tmp_path / "empty")), tmp_path / "x", progress=False)
-    train(replace(TINY, preset="pahs-tw"), tmp_path / "wide", progress=False, stop_after=1)
-    from typer.testing import CliRunner
-
-    from pahs.cli.train import train_app
-
-    # pahs-train takes the preset of the run's weights, as it does of a checkpoint's
-    args = ["--steps", "1", "--batch", "1", "--frames", "2", "--crop", "32", "--workers", "0", "--val-every", "1"]
-    result = CliRunner().invoke(train_app, ["-o", str(tmp_path / "z"), "--init", str(tmp_path / "wide"), *args, "-q"])
-    assert result.exit_code == 0, result.output
-    assert torch.load(tmp_path / "z" / "train_state.pt", weights_only=True)["config"]["preset"] == "pahs-tw"
-    train(TINY, tmp_path / "first", progress=False, stop_after=1)
-    with pytest.raises(PahsError, match="expected a run of --preset pahs-tw to warm-restart from, found one of pahs-t"):
-        train(replace(TINY, preset="pahs-tw", init=str(tmp_path / "first")), tmp_path / "y", progress=False)
-
-
 def test_warmup_and_cosine_learning_rate():
     cfg = TrainConfig(steps=100, lr=1e-3, warmup=10)
     lrs = [_lr_at(cfg, step) for step in range(101)]
