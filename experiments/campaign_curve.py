@@ -67,6 +67,30 @@ CHECKPOINTS = (
         (("A-stage3", 1600), ("D-anneal", 400), ("E-rebal", 1400), ("G-lowlr", 1200)),
         "campaign2/suite-avg-E1400-G1200.json",
     ),
+    Checkpoint(
+        "I: G@1200, H's 700 steps, then 1600 steps",
+        (
+            ("A-stage3", 1600),
+            ("D-anneal", 400),
+            ("E-rebal", 1400),
+            ("G-lowlr", 1200),
+            ("H-crop128", 700),
+            ("I-fromH", 1600),
+        ),
+        "campaign2/suite-I-fromH-step1600.json",
+    ),
+    Checkpoint(  # the mean of I's eight checkpoints at steps 1600, 1700, ..., 2300 (training.average)
+        "mean of I@1600-2300",
+        (
+            ("A-stage3", 1600),
+            ("D-anneal", 400),
+            ("E-rebal", 1400),
+            ("G-lowlr", 1200),
+            ("H-crop128", 700),
+            ("I-fromH", 2300),
+        ),
+        "campaign2/suite-avg-I1600-2300.json",
+    ),
 )
 
 
