@@ -44,6 +44,11 @@ class Checkpoint:
     main_line: bool = True  # on the line the long run continues (stage 3, A and what descends from it)
 
 
+# Lineages the later checkpoints share: E@1400's, then G@1200's, then run H's whole 700 steps.
+LINE_E = (("A-stage3", 1600), ("D-anneal", 400), ("E-rebal", 1400))
+LINE_G = (*LINE_E, ("G-lowlr", 1200))
+LINE_H = (*LINE_G, ("H-crop128", 700))
+
 CHECKPOINTS = (
     Checkpoint("stage 3 (start of A, C)", (), "suite-pahs-t-stage3.json"),
     Checkpoint("stage 4b, shipped before E (start of B)", (), "suite-pahs-t-stage4b.json", main_line=False),
@@ -54,41 +59,27 @@ CHECKPOINTS = (
     ),
     Checkpoint(
         "E: D, then 1400 steps (shipped)",
-        (("A-stage3", 1600), ("D-anneal", 400), ("E-rebal", 1400)),
+        LINE_E,
         "campaign2/suite-E-rebal-step1400.json",
     ),
     Checkpoint(
         "G: E, then 1200 steps (not shipped)",
-        (("A-stage3", 1600), ("D-anneal", 400), ("E-rebal", 1400), ("G-lowlr", 1200)),
+        LINE_G,
         "campaign2/suite-G-lowlr-step1200.json",
     ),
     Checkpoint(  # the mean of E@1400 and G@1200 (training.average): trained as long as G@1200
         "mean of E@1400 and G@1200 (not shipped)",
-        (("A-stage3", 1600), ("D-anneal", 400), ("E-rebal", 1400), ("G-lowlr", 1200)),
+        LINE_G,
         "campaign2/suite-avg-E1400-G1200.json",
     ),
     Checkpoint(
         "I: G@1200, H's 700 steps, then 1600 steps",
-        (
-            ("A-stage3", 1600),
-            ("D-anneal", 400),
-            ("E-rebal", 1400),
-            ("G-lowlr", 1200),
-            ("H-crop128", 700),
-            ("I-fromH", 1600),
-        ),
+        (*LINE_H, ("I-fromH", 1600)),
         "campaign2/suite-I-fromH-step1600.json",
     ),
     Checkpoint(  # the mean of I's eight checkpoints at steps 1600, 1700, ..., 2300 (training.average)
         "mean of I@1600-2300",
-        (
-            ("A-stage3", 1600),
-            ("D-anneal", 400),
-            ("E-rebal", 1400),
-            ("G-lowlr", 1200),
-            ("H-crop128", 700),
-            ("I-fromH", 2300),
-        ),
+        (*LINE_H, ("I-fromH", 2300)),
         "campaign2/suite-avg-I1600-2300.json",
     ),
 )
