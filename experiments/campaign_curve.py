@@ -58,7 +58,7 @@ CHECKPOINTS = (
         "D: A@1600, annealed 400", (("A-stage3", 1600), ("D-anneal", 400)), "campaign2/suite-D-anneal-step400.json"
     ),
     Checkpoint(
-        "E: D, then 1400 steps (shipped)",
+        "E: D, then 1400 steps (shipped 2026-12-07 until the mean of I)",
         LINE_E,
         "campaign2/suite-E-rebal-step1400.json",
     ),
@@ -78,7 +78,7 @@ CHECKPOINTS = (
         "campaign2/suite-I-fromH-step1600.json",
     ),
     Checkpoint(  # the mean of I's eight checkpoints at steps 1600, 1700, ..., 2300 (training.average)
-        "mean of I@1600-2300",
+        "mean of I@1600-2300 (shipped)",
         (*LINE_H, ("I-fromH", 2300)),
         "campaign2/suite-avg-I1600-2300.json",
     ),

@@ -98,3 +98,34 @@ def test_campaign_curve_reads_every_committed_report_and_log(capsys):
     module.main([])
     out = capsys.readouterr().out
     assert all(c.label in out for c in module.CHECKPOINTS) and "last doubling on the main line" in out
+
+
+# Every default the package has shipped since the suite exists, oldest first: (label, sha256 of the weights
+# file). A new default appends itself; the test below then holds it to the shipping rule against all of these.
+EARLIER_DEFAULTS = (
+    ("stage 3", "4e3bd61a8687"),
+    ("stage 4b", "ab74729ce2c0"),
+    ("run E, step 1400", "5efe9773e8e3"),
+)
+
+
+def test_the_shipped_weights_are_the_ones_scored_and_pass_the_shipping_rule():
+    """pahs_export/weights/pahs-t.safetensors must be the file a committed suite report scored (matched by
+    SHA-256), and that report must pass training.suite.shipping_problems against the default it replaced and
+    every earlier one: swapping the weights without scoring them, or shipping a regression, fails here."""
+    import hashlib
+
+    from training.suite import shipping_problems
+
+    results = EXPERIMENTS / "results"
+    reports = {}
+    for path in results.rglob("suite-*.json"):
+        report = json.loads(path.read_text())
+        reports.setdefault(report["weights"]["sha256"][:12], report)
+    shipped = Path(__file__).resolve().parents[1] / "pahs_export" / "weights" / "pahs-t.safetensors"
+    sha = hashlib.sha256(shipped.read_bytes()).hexdigest()[:12]
+    assert sha in reports, f"no committed suite report scored the shipped weights (sha256 {sha}...)"
+    earlier = {label: reports[digest] for label, digest in EARLIER_DEFAULTS}
+    assert sha not in {digest for _, digest in EARLIER_DEFAULTS}, "the shipped weights are an earlier default's"
+    previous = earlier[EARLIER_DEFAULTS[-1][0]]
+    assert shipping_problems(reports[sha], previous, earlier) == []
