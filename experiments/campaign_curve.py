@@ -82,6 +82,11 @@ CHECKPOINTS = (
         (*LINE_H, ("I-fromH", 2300)),
         "campaign2/suite-avg-I1600-2300.json",
     ),
+    Checkpoint(  # the mean of I's fifteen checkpoints at steps 1600, 1700, ..., 3000, the end of its schedule
+        "mean of I@1600-3000 (not shipped)",
+        (*LINE_H, ("I-fromH", 3000)),
+        "campaign2/suite-avg-I1600-3000.json",
+    ),
 )
 
 
