@@ -87,6 +87,16 @@ CHECKPOINTS = (
         (*LINE_H, ("I-fromH", 3000)),
         "campaign2/suite-avg-I1600-3000.json",
     ),
+    Checkpoint(  # J: from the shipped mean (its lineage ends at I@2300), a 2000-step cosine from 1e-5
+        "J: the mean of I@1600-2300, then 2000 steps",
+        (*LINE_H, ("I-fromH", 2300), ("J-frommean", 2000)),
+        "campaign2/suite-J-frommean-step2000.json",
+    ),
+    Checkpoint(  # the mean of J's eleven checkpoints at steps 1000, 1100, ..., 2000
+        "mean of J@1000-2000",
+        (*LINE_H, ("I-fromH", 2300), ("J-frommean", 2000)),
+        "campaign2/suite-avg-J1000-2000.json",
+    ),
 )
 
 
