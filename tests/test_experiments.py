@@ -1,6 +1,7 @@
 """Every script in experiments/ still imports against today's code, and its ``--help`` answers without doing any
 work (each parses its arguments first thing in ``main(argv)``), so a renamed module or option cannot leave one
-broken unnoticed. Running them for real takes minutes to hours: that is not done here."""
+broken unnoticed. Running them for real takes minutes to hours: that is not done here. The committed results they
+wrote are read instead: the campaign curve's reports and logs, and the suite report of the shipped weights."""
 
 from __future__ import annotations
 
@@ -110,20 +111,18 @@ EARLIER_DEFAULTS = (
 
 
 def test_the_shipped_weights_are_the_ones_scored_and_pass_the_shipping_rule():
-    """pahs_export/weights/pahs-t.safetensors must be the file a committed suite report scored (matched by
-    SHA-256), and that report must pass training.suite.shipping_problems against the default it replaced and
-    every earlier one: swapping the weights without scoring them, or shipping a regression, fails here."""
-    import hashlib
-
+    """The default weights (pahs_export/weights/pahs-t.safetensors) must be the file a committed suite report
+    scored (matched by SHA-256), and that report must pass training.suite.shipping_problems against the default
+    it replaced and every earlier one: swapping the weights without scoring them, or shipping a regression, fails
+    here."""
+    from pahs_export.weights import weights_source
     from training.suite import shipping_problems
 
-    results = EXPERIMENTS / "results"
     reports = {}
-    for path in results.rglob("suite-*.json"):
+    for path in (EXPERIMENTS / "results").rglob("suite-*.json"):
         report = json.loads(path.read_text())
         reports.setdefault(report["weights"]["sha256"][:12], report)
-    shipped = Path(__file__).resolve().parents[1] / "pahs_export" / "weights" / "pahs-t.safetensors"
-    sha = hashlib.sha256(shipped.read_bytes()).hexdigest()[:12]
+    sha = weights_source()[1]["sha256"][:12]  # the default weights, hashed as a suite report records them
     assert sha in reports, f"no committed suite report scored the shipped weights (sha256 {sha}...)"
     earlier = {label: reports[digest] for label, digest in EARLIER_DEFAULTS}
     assert sha not in {digest for _, digest in EARLIER_DEFAULTS}, "the shipped weights are an earlier default's"
