@@ -44,10 +44,12 @@ class Checkpoint:
     main_line: bool = True  # on the line the long run continues (stage 3, A and what descends from it)
 
 
-# Lineages the later checkpoints share: E@1400's, then G@1200's, then run H's whole 700 steps.
+# Lineages the later checkpoints share: E@1400's, then G@1200's, then run H's whole 700 steps, then I to step
+# 2300 (the last member of the shipped mean of I@1600-2300, where run J started).
 LINE_E = (("A-stage3", 1600), ("D-anneal", 400), ("E-rebal", 1400))
 LINE_G = (*LINE_E, ("G-lowlr", 1200))
 LINE_H = (*LINE_G, ("H-crop128", 700))
+LINE_I = (*LINE_H, ("I-fromH", 2300))
 
 CHECKPOINTS = (
     Checkpoint("stage 3 (start of A, C)", (), "suite-pahs-t-stage3.json"),
@@ -79,7 +81,7 @@ CHECKPOINTS = (
     ),
     Checkpoint(  # the mean of I's eight checkpoints at steps 1600, 1700, ..., 2300 (training.average)
         "mean of I@1600-2300 (shipped)",
-        (*LINE_H, ("I-fromH", 2300)),
+        LINE_I,
         "campaign2/suite-avg-I1600-2300.json",
     ),
     Checkpoint(  # the mean of I's fifteen checkpoints at steps 1600, 1700, ..., 3000, the end of its schedule
@@ -89,12 +91,12 @@ CHECKPOINTS = (
     ),
     Checkpoint(  # J: from the shipped mean (its lineage ends at I@2300), a 2000-step cosine from 1e-5
         "J: the mean of I@1600-2300, then 2000 steps",
-        (*LINE_H, ("I-fromH", 2300), ("J-frommean", 2000)),
+        (*LINE_I, ("J-frommean", 2000)),
         "campaign2/suite-J-frommean-step2000.json",
     ),
     Checkpoint(  # the mean of J's eleven checkpoints at steps 1000, 1100, ..., 2000
         "mean of J@1000-2000",
-        (*LINE_H, ("I-fromH", 2300), ("J-frommean", 2000)),
+        (*LINE_I, ("J-frommean", 2000)),
         "campaign2/suite-avg-J1000-2000.json",
     ),
 )
